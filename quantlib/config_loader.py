@@ -1,0 +1,281 @@
+"""Read and write quantization configs as YAML.
+
+The document has the sections ``weight``, ``outputs`` (``output`` is accepted too) and an
+optional ``activation``; each maps the `QuantConfig` field names to values::
+
+    weight:
+      calibration_mode: channel_wise
+      bit_type: {bits: 8, signed: true, name: int8}
+      observer_type: MinmaxObserver
+      quantization_method: Uniform
+
+Every problem raises `ConfigError` naming the dotted field, the line and the valid choices.
+Only plain YAML is read (`yaml.SafeLoader`, no aliases, no duplicate keys, size-capped).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from pathlib import Path
+
+import yaml
+
+from quantlib.bit_type import BitType
+from quantlib.errors import ConfigError
+from quantlib.quant_config import BIT_TYPE_FIELDS, FIELD_NAMES, QuantConfig
+
+__all__ = [
+    "ConfigError",
+    "ConfigWarning",
+    "MAX_CONFIG_BYTES",
+    "dump_config_to_yaml",
+    "load_config_from_string",
+    "load_config_from_yaml",
+    "parse_section",
+    "section_to_yaml",
+]
+
+MAX_CONFIG_BYTES = 64 * 1024
+SECTIONS = ("weight", "outputs", "activation")
+_SECTION_ALIASES = {"output": "outputs"}
+_RESULT_KEYS = {"weight": "weight", "outputs": "output", "activation": "activation"}
+_NAMED_FORMAT = re.compile(r"^(u?)int(\d+)$")
+
+
+class ConfigWarning(UserWarning):
+    """A config that loads but probably says something unintended."""
+
+
+def load_config_from_yaml(path: str | Path) -> dict[str, QuantConfig | None]:
+    """Load a config file -> ``{'output': QuantConfig, 'weight': QuantConfig,
+    'activation': QuantConfig | None}``."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(_too_big(size))
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+    return load_config_from_string(_decode(data))
+
+
+def load_config_from_string(text: str | bytes) -> dict[str, QuantConfig | None]:
+    """Parse a whole YAML document (the editor's text) into the three configs."""
+    tree, lines = _parse_yaml(text)
+    if tree is None:
+        raise ConfigError("the document is empty; expected the sections weight and outputs")
+    if not isinstance(tree, dict):
+        raise ConfigError(
+            f"the document must be a mapping with the sections weight, outputs and "
+            f"(optionally) activation; got a {_kind(tree)}",
+            line=lines.get(""),
+        )
+    sections: dict[str, object] = {}
+    for key, value in tree.items():
+        name = _SECTION_ALIASES.get(key, key)
+        if name not in SECTIONS:
+            raise ConfigError(
+                f"unknown section{_suggest(key, SECTIONS)}; "
+                f"valid sections: {', '.join(SECTIONS)} (or output)",
+                str(key),
+                lines.get(str(key)),
+            )
+        if name in sections:
+            raise ConfigError("give either 'outputs' or 'output', not both", key, lines.get(key))
+        sections[name] = (key, value)
+    result: dict[str, QuantConfig | None] = {"output": None, "weight": None, "activation": None}
+    for name in SECTIONS:
+        if name not in sections:
+            if name == "activation":
+                continue
+            raise ConfigError(f"missing section '{name}'; the document needs weight and outputs")
+        key, body = sections[name]
+        if name == "activation" and body is None:
+            continue
+        result[_RESULT_KEYS[name]] = _build_config(body, key, lines)
+    return result
+
+
+def parse_section(text: str | bytes, section: str) -> QuantConfig:
+    """Parse one section's body (the fields, without the ``weight:`` header)."""
+    tree, lines = _parse_yaml(text)
+    if tree is None:
+        raise ConfigError("the section is empty; give at least observer_type and bit_type", section)
+    return _build_config(tree, section, {f"{section}.{k}" if k else section: v
+                                         for k, v in lines.items()})
+
+
+def section_to_yaml(config: QuantConfig) -> str:
+    """One section's body as YAML text, fields in declaration order."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+def dump_config_to_yaml(configs: dict[str, QuantConfig | None]) -> str:
+    """Write ``{'weight', 'output', 'activation'}`` back as a document `load_config_from_string`
+    reads to equal configs."""
+    doc = {"weight": configs["weight"].to_dict(), "outputs": configs["output"].to_dict()}
+    if configs.get("activation") is not None:
+        doc["activation"] = configs["activation"].to_dict()
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+
+
+# --- YAML parsing with line numbers -------------------------------------------------------
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases (no alias bombs); configs never need them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(
+                "YAML aliases (*name) are not allowed in configs; write the value out",
+                line=mark.line + 1,
+            )
+        return super().compose_node(parent, index)
+
+
+def _parse_yaml(text: str | bytes) -> tuple[object, dict[str, int]]:
+    """YAML text -> (plain Python tree, {dotted path: 1-based line})."""
+    if isinstance(text, bytes):
+        text = _decode(text)
+    if not isinstance(text, str):
+        raise ConfigError(f"expected YAML text, got {type(text).__name__}")
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
+        raise ConfigError(_too_big(len(text)))
+    loader = None
+    try:
+        loader = _PlainLoader(text)
+        node = loader.get_single_node()
+        lines: dict[str, int] = {}
+        tree = None if node is None else _construct(loader, node, "", lines)
+    except ConfigError:
+        raise
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        problem = err.problem or err.context or "invalid YAML"
+        if "\t" in text and "\\t" in problem:
+            problem += "; indent with spaces, not tabs"
+        raise ConfigError(f"invalid YAML: {problem}",
+                          line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid YAML: {str(err).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError("the YAML is nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return tree, lines
+
+
+_PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map",
+               yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: str, lines: dict) -> object:
+    lines.setdefault(path, node.start_mark.line + 1)
+    plain_tag = _PLAIN_TAGS.get(type(node))
+    if plain_tag is not None and node.tag != plain_tag:
+        raise ConfigError(f"YAML tag {node.tag!r} is not allowed; configs hold plain values only",
+                          path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            child = f"{path}.{key}" if path else str(key)
+            if not isinstance(key, str):
+                raise ConfigError(f"keys must be names, got {key!r}", child,
+                                  key_node.start_mark.line + 1)
+            if key in out:
+                raise ConfigError("duplicate key; give each field once", child,
+                                  key_node.start_mark.line + 1)
+            lines[child] = key_node.start_mark.line + 1
+            out[key] = _construct(loader, value_node, child, lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(loader, item, f"{path}[{i}]", lines)
+                for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _decode(data: bytes) -> str:
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(_too_big(len(data)))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("the file is not UTF-8 text; a config must be a YAML text file") from None
+    if "\x00" in text:
+        raise ConfigError("the file contains binary data; a config must be a YAML text file")
+    return text
+
+
+def _too_big(size: int) -> str:
+    return f"the config is {size:,} bytes; the limit is {MAX_CONFIG_BYTES:,} bytes"
+
+
+# --- sections -> QuantConfig ---------------------------------------------------------------
+
+
+def _build_config(body: object, section: str, lines: dict[str, int]) -> QuantConfig:
+    if not isinstance(body, dict):
+        raise ConfigError(
+            f"must be a mapping of fields ({', '.join(FIELD_NAMES)}), got a {_kind(body)}",
+            section, lines.get(section))
+    kwargs = {}
+    for key, value in body.items():
+        if key not in FIELD_NAMES:
+            hint = " (bits, signed and name go under bit_type)" if key in BIT_TYPE_FIELDS else ""
+            raise ConfigError(
+                f"unknown field{_suggest(key, FIELD_NAMES)}{hint}; "
+                f"valid fields: {', '.join(FIELD_NAMES)}",
+                f"{section}.{key}", lines.get(f"{section}.{key}"))
+        kwargs[key] = value
+    if "bit_type" in kwargs:
+        kwargs["bit_type"] = _build_bit_type(kwargs["bit_type"], f"{section}.bit_type", lines)
+    try:
+        return QuantConfig(**kwargs)
+    except ConfigError as err:
+        path = f"{section}.{err.path}" if err.path else section
+        raise ConfigError(err.reason, path, lines.get(path)) from None
+
+
+def _build_bit_type(body: object, path: str, lines: dict[str, int]) -> BitType:
+    if not isinstance(body, dict):
+        raise ConfigError(f"must be a mapping with bits, signed and name; got a {_kind(body)}",
+                          path, lines.get(path))
+    for key in body:
+        if key not in BIT_TYPE_FIELDS:
+            raise ConfigError(
+                f"unknown field{_suggest(key, BIT_TYPE_FIELDS)}; valid fields: bits, signed, name",
+                f"{path}.{key}", lines.get(f"{path}.{key}"))
+    if "bits" not in body:
+        raise ConfigError("missing; give bits as an integer from 2 to 16", f"{path}.bits",
+                          lines.get(path))
+    name = body.get("name")
+    try:
+        bit_type = BitType(body["bits"], body.get("signed", True), "" if name is None else name)
+    except ConfigError as err:
+        field_path = f"{path}.{err.path}"
+        raise ConfigError(err.reason, field_path, lines.get(field_path)) from None
+    match = _NAMED_FORMAT.match(bit_type.name)
+    if match and bit_type.name != bit_type.default_name:
+        warnings.warn(
+            f"{path}.name: {bit_type.name!r} does not match bits={bit_type.bits}, "
+            f"signed={str(bit_type.signed).lower()}; the range follows bits/signed "
+            f"({bit_type.default_name}, codes {bit_type.qmin}..{bit_type.qmax})",
+            ConfigWarning, stacklevel=4)
+    return bit_type
+
+
+def _suggest(key: object, choices: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(key), choices, n=1)
+    return f" {key!r} (did you mean {close[0]!r}?)" if close else f" {key!r}"
+
+
+def _kind(value: object) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+            type(None): "empty value"}.get(type(value), type(value).__name__)

@@ -1,0 +1,102 @@
+"""Observer base class and the name -> class registry."""
+
+from __future__ import annotations
+
+import torch
+
+from quantlib.quant_config import OBSERVER_TYPES, QuantConfig
+from quantlib.quantizers.functional import calculate_qparams
+
+OBSERVER_REGISTRY: dict[str, type[BaseObserver]] = {}
+
+
+def register_observer(cls: type[BaseObserver]) -> type[BaseObserver]:
+    OBSERVER_REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def build_observer(
+    config: QuantConfig, channel_axis: int = 0, name: str = "tensor"
+) -> BaseObserver:
+    """The observer ``config.observer_type`` names, for a tensor whose channels lie on
+    ``channel_axis`` (0 for a weight [out, in], -1 for activations [..., features])."""
+    try:
+        cls = OBSERVER_REGISTRY[config.observer_type]
+    except KeyError:
+        raise ValueError(f"unknown observer_type {config.observer_type!r}; "
+                         f"choose one of {', '.join(OBSERVER_TYPES)}") from None
+    return cls(config, channel_axis=channel_axis, name=name)
+
+
+class BaseObserver:
+    """Collects statistics of a tensor and turns them into qparams.
+
+    Subclasses implement `_observe(flat)` and `_compute_range() -> (min [C], max [C])`, where
+    ``flat`` is the tensor as [C, N] float32 (C = 1 for layer_wise).
+    """
+
+    def __init__(self, config: QuantConfig, channel_axis: int = 0, name: str = "tensor") -> None:
+        self.config = config
+        self.bit_type = config.bit_type
+        self.calibration_mode = config.calibration_mode
+        self.channel_axis = channel_axis
+        self.name = name
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything observed."""
+        self.num_channels: int | None = None
+        self.num_observed = 0
+        self.min_val: torch.Tensor | None = None
+        self.max_val: torch.Tensor | None = None
+
+    def update(self, tensor: torch.Tensor) -> None:
+        """Observe one tensor (a weight, or one calibration batch). Empty tensors are skipped."""
+        flat = self._flatten(tensor)
+        if flat.numel() == 0:
+            return
+        self.num_observed += flat.shape[1]
+        self._observe(flat)
+
+    def get_quantization_params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale float32, zero_point int64), each [1] (layer_wise) or [C] (channel_wise)."""
+        if self.num_observed == 0:
+            raise RuntimeError(f"{self.name}: {type(self).__name__} has seen no data; "
+                               "call update() (calibration) with a non-empty tensor first")
+        min_val, max_val = self._compute_range()
+        return calculate_qparams(min_val, max_val, self.bit_type, self.config.is_symmetric)
+
+    def compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (min, max) range the qparams come from, each [1] or [C], before zero is added."""
+        if self.num_observed == 0:
+            raise RuntimeError(f"{self.name}: no data observed yet")
+        return self._compute_range()
+
+    # --- for subclasses ------------------------------------------------------------------
+
+    def _observe(self, flat: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _flatten(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{self.name}: expected a torch.Tensor, got {type(tensor).__name__}")
+        if not (tensor.is_floating_point()):
+            tensor = tensor.float()
+        if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{self.name}: the tensor contains NaN or Inf; "
+                             "quantization needs finite values")
+        x = tensor.detach().float()
+        if self.calibration_mode == "layer_wise" or x.dim() == 0:
+            return x.reshape(1, -1)
+        axis = self.channel_axis % x.dim()
+        channels = x.shape[axis]
+        if self.num_channels is None:
+            self.num_channels = channels
+        elif channels != self.num_channels:
+            raise ValueError(f"{self.name}: channel_wise observer saw {self.num_channels} "
+                             f"channels on axis {self.channel_axis}, now {channels}")
+        return x.movedim(axis, 0).reshape(channels, -1)
+

@@ -1,0 +1,107 @@
+"""KL (entropy) calibration, TensorRT-style, with every candidate threshold at once."""
+
+from __future__ import annotations
+
+import torch
+
+from quantlib.observers.base import register_observer
+from quantlib.observers.stored import StoredDataObserver
+
+_CHUNK_ELEMENTS = 2**22
+
+
+def abs_histogram(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel histogram of |values| on [0, max|x|]: values [C, N] -> (counts int64 [C, B],
+    amax [C]). Counts are int64, so no bin saturates."""
+    mag = values.abs()
+    amax = mag.amax(dim=1)
+    per_unit = torch.where(amax > 0, bins / amax, torch.zeros_like(amax))
+    idx = (mag * per_unit.unsqueeze(1)).long().clamp_(max=bins - 1)
+    idx += torch.arange(values.shape[0], device=values.device).unsqueeze(1) * bins
+    counts = torch.bincount(idx.reshape(-1), minlength=values.shape[0] * bins)
+    return counts.reshape(values.shape[0], bins), amax
+
+
+def kl_divergence_by_threshold(hist: torch.Tensor, num_quant_bins: int) -> torch.Tensor:
+    """KL(P || Q) for each candidate threshold i = num_quant_bins..B (bins kept).
+
+    hist int64 [C, B] -> float64 [C, B - num_quant_bins + 1]. P is ``hist[:i]`` with the
+    outliers added to its last bin; Q merges ``hist[:i]`` into ``num_quant_bins`` groups
+    (bin j goes to group floor(j * nq / i)) and spreads each group's mass evenly over its
+    non-empty bins (TensorRT / ModelOpt's entropy calibration). Computed from prefix sums,
+    so there is no loop over thresholds.
+    """
+    channels, bins = hist.shape
+    nq = num_quant_bins
+    h = hist.to(torch.float64)
+    total = h.sum(dim=1, keepdim=True)  # [C, 1]
+    h_log_h = torch.where(h > 0, h * torch.log(torch.where(h > 0, h, 1.0)), 0.0)
+    zero = torch.zeros(channels, 1, dtype=torch.float64, device=h.device)
+    cum_mass = torch.cat([zero, h.cumsum(1)], dim=1)  # [C, B+1]
+    cum_nonzero = torch.cat([zero, (h > 0).to(torch.float64).cumsum(1)], dim=1)
+    cum_h_log_h = torch.cat([zero, h_log_h.cumsum(1)], dim=1)
+
+    kept = torch.arange(nq, bins + 1, device=h.device)  # [S] candidate bin counts i
+    groups = torch.arange(nq + 1, device=h.device)
+    bounds = (groups.unsqueeze(0) * kept.unsqueeze(1) + nq - 1) // nq  # [S, nq+1] ceil(k i / nq)
+    inner = torch.minimum(bounds, (kept - 1).unsqueeze(1))  # bounds without the last bin
+
+    def range_sum(cum: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        at = cum[:, edges.reshape(-1)].reshape(channels, *edges.shape)  # [C, S, nq+1]
+        return at[..., 1:] - at[..., :-1]  # [C, S, nq]
+
+    mass = range_sum(cum_mass, bounds)
+    nonzero = range_sum(cum_nonzero, bounds)
+    inner_mass = range_sum(cum_mass, inner)
+    inner_h_log_h = range_sum(cum_h_log_h, inner)
+
+    kept_mass = cum_mass[:, kept]  # [C, S]: sum of hist[:i]
+    # log of Q's (normalised) value on each non-empty bin of a group
+    log_q = torch.log(torch.where(nonzero > 0, mass / nonzero.clamp(min=1), 1.0)) \
+        - torch.log(kept_mass.clamp(min=1e-300)).unsqueeze(-1)
+    log_total = torch.log(total.clamp(min=1e-300))
+    body = (inner_h_log_h - inner_mass * (log_total.unsqueeze(-1) + log_q)).sum(-1)
+
+    last = h[:, kept - 1]  # hist[i-1]
+    p_last = last + (total - kept_mass)
+    last_term = torch.where(
+        p_last > 0,
+        p_last * (torch.log(p_last.clamp(min=1e-300)) - log_total - log_q[..., -1]),
+        0.0,
+    )
+    kl = (body + last_term) / total.clamp(min=1e-300)
+    return torch.where((p_last > 0) & (last == 0), torch.inf, kl)
+
+
+@register_observer
+class KLObserver(StoredDataObserver):
+    """Chooses the clip threshold |x| <= t whose quantized distribution loses the least
+    information (minimum KL divergence), on a ``kl_bins`` histogram of |x| per channel."""
+
+    def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        values = self.observed_values()
+        threshold = self.compute_threshold(values)
+        return torch.maximum(self.min_val, -threshold), torch.minimum(self.max_val, threshold)
+
+    def num_quant_bins(self) -> int:
+        """Quantization steps covering [0, t]: all 2**b levels for one-sided data under
+        Affine, half of them otherwise."""
+        one_sided = bool((self.min_val >= 0).all() or (self.max_val <= 0).all())
+        full = self.bit_type.num_levels
+        return full if one_sided and not self.config.is_symmetric else full // 2
+
+    def compute_threshold(self, values: torch.Tensor) -> torch.Tensor:
+        """values [C, N] -> clip threshold t [C]."""
+        bins = self.config.kl_bins
+        hist, amax = abs_histogram(values, bins)
+        nq = self.num_quant_bins()
+        if nq >= bins:
+            return amax
+        candidates = bins - nq + 1
+        per_chunk = max(1, _CHUNK_ELEMENTS // (candidates * (nq + 1)))
+        best = torch.empty(hist.shape[0], dtype=torch.long, device=hist.device)
+        for start in range(0, hist.shape[0], per_chunk):
+            kl = kl_divergence_by_threshold(hist[start:start + per_chunk], nq)
+            # last minimum on ties (the widest range), as ModelOpt does
+            best[start:start + per_chunk] = candidates - 1 - torch.argmin(kl.flip(1), dim=1)
+        return amax * (best + nq).to(amax.dtype) / bins

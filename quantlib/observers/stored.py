@@ -1,0 +1,40 @@
+"""Base for observers that need every calibration value, not only the extremes."""
+
+from __future__ import annotations
+
+import torch
+
+from quantlib.observers.base import BaseObserver
+
+MAX_STORED_ELEMENTS = 2**28  # 1 GiB of float32
+
+
+class StoredDataObserver(BaseObserver):
+    """Keeps the observed values ([C, N] chunks on the input's device) so the range is chosen
+    on all calibration data at once; also tracks the running min/max."""
+
+    def reset(self) -> None:
+        super().reset()
+        self._chunks: list[torch.Tensor] = []
+        self._stored = 0
+
+    def _observe(self, flat: torch.Tensor) -> None:
+        self._stored += flat.numel()
+        if self._stored > MAX_STORED_ELEMENTS:
+            raise ValueError(
+                f"{self.name}: {type(self).__name__} would keep {self._stored:,} calibration "
+                f"values, over its limit of {MAX_STORED_ELEMENTS:,}; use fewer or smaller "
+                "calibration batches, or MinmaxObserver/EmaMinmaxObserver")
+        batch_min, batch_max = torch.aminmax(flat, dim=1)
+        if self.min_val is None:
+            self.min_val, self.max_val = batch_min, batch_max
+        else:
+            self.min_val = torch.minimum(self.min_val, batch_min)
+            self.max_val = torch.maximum(self.max_val, batch_max)
+        self._chunks.append(flat if flat.data_ptr() != 0 else flat.clone())
+
+    def observed_values(self) -> torch.Tensor:
+        """All observed values as one [C, N] float32 tensor."""
+        if len(self._chunks) > 1:
+            self._chunks = [torch.cat(self._chunks, dim=1)]
+        return self._chunks[0]

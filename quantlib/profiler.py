@@ -1,0 +1,155 @@
+"""`QuantProfiler`: how far a quantized tensor is from its fp32 reference.
+
+Sums are float64 and accumulate over every update (every quantized forward), so QSNR is
+``10 * log10(sum x^2 / sum (x - x_hat)^2)`` over all data seen; lossless gives +inf.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+MAX_HISTOGRAM_BINS = 512
+
+
+def qsnr_db(signal: float, noise: float) -> float:
+    """10*log10(signal / noise); +inf when lossless, -inf when the signal is all zero."""
+    if noise <= 0.0:
+        return math.inf
+    if signal <= 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def as_channels(x: torch.Tensor, channel_axis: int) -> torch.Tensor:
+    """Any tensor -> [C, N] with channels from ``channel_axis`` (a 0-d tensor is [1, 1])."""
+    if x.dim() == 0:
+        return x.reshape(1, 1)
+    axis = channel_axis % x.dim()
+    return x.movedim(axis, 0).reshape(x.shape[axis], -1)
+
+
+class QuantProfiler:
+    """Error statistics, a shared-bin histogram, stage times and memory of one tensor.
+
+    ``channel_axis`` picks the channels for per-channel QSNR (0 for a weight [out, in],
+    -1 for activations [..., features]).
+    """
+
+    def __init__(self, name: str, channel_axis: int = 0, num_bins: int = 256) -> None:
+        if not 2 <= num_bins <= MAX_HISTOGRAM_BINS:
+            raise ValueError(f"num_bins must be from 2 to {MAX_HISTOGRAM_BINS}, got {num_bins}")
+        self.name = name
+        self.channel_axis = channel_axis
+        self.num_bins = num_bins
+        self.time_ms: dict[str, float] = {}
+        self.memory: dict[str, float] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop the accumulated statistics and histogram (times and memory stay)."""
+        self._sums = {k: 0.0 for k in ("signal", "noise", "abs_error", "cross", "quant_energy")}
+        self._count = 0
+        self._clipped = 0
+        self._max_abs_error = 0.0
+        self._channel_signal: torch.Tensor | None = None
+        self._channel_noise: torch.Tensor | None = None
+        self._edges: torch.Tensor | None = None
+        self._fp32_counts: torch.Tensor | None = None
+        self._quant_counts: torch.Tensor | None = None
+        self._clip_range = (math.nan, math.nan)
+
+    def record_time(self, stage: str, ms: float) -> None:
+        """Add ``ms`` to a stage's running total."""
+        self.time_ms[stage] = self.time_ms.get(stage, 0.0) + ms
+
+    def update(self, reference: torch.Tensor, quantized: torch.Tensor,
+               clip_lo: torch.Tensor, clip_hi: torch.Tensor) -> None:
+        """Compare one quantized tensor with its fp32 reference (same shape).
+
+        ``clip_lo``/``clip_hi`` ([1], or [C] along ``channel_axis``) are the quantizer's
+        representable range; values outside it count as clipped.
+        """
+        if reference.shape != quantized.shape:
+            raise ValueError(f"{self.name}: reference {tuple(reference.shape)} and quantized "
+                             f"{tuple(quantized.shape)} differ in shape")
+        if reference.numel() == 0:
+            return
+        ref = as_channels(reference.detach().float(), self.channel_axis)  # [C, N]
+        deq = as_channels(quantized.detach().float(), self.channel_axis)
+        err = deq - ref
+        f64 = torch.float64
+        channel_signal = (ref * ref).sum(dim=1, dtype=f64)
+        channel_noise = (err * err).sum(dim=1, dtype=f64)
+        stats = torch.stack([
+            channel_signal.sum(), channel_noise.sum(), err.abs().sum(dtype=f64),
+            (ref * deq).sum(dtype=f64), (deq * deq).sum(dtype=f64),
+            err.abs().amax().to(f64),
+        ]).tolist()
+        for key, value in zip(self._sums, stats[:5]):
+            self._sums[key] += value
+        self._max_abs_error = max(self._max_abs_error, stats[5])
+        lo, hi = clip_lo.float().reshape(-1, 1), clip_hi.float().reshape(-1, 1)
+        if lo.shape[0] not in (1, ref.shape[0]):  # per-tensor range but other channel axis
+            lo, hi = lo.min().reshape(1, 1), hi.max().reshape(1, 1)
+        self._clipped += int(((ref < lo) | (ref > hi)).sum())
+        self._count += ref.numel()
+        if self._channel_signal is None or self._channel_signal.shape != channel_signal.shape:
+            self._channel_signal, self._channel_noise = channel_signal, channel_noise
+        else:
+            self._channel_signal = self._channel_signal + channel_signal
+            self._channel_noise = self._channel_noise + channel_noise
+        self._update_histogram(ref, deq, float(lo.min()), float(hi.max()))
+
+    def _update_histogram(self, ref: torch.Tensor, deq: torch.Tensor, lo: float, hi: float):
+        if self._edges is None:
+            low = min(float(ref.min()), lo)
+            high = max(float(ref.max()), hi)
+            if high <= low:
+                low, high = low - 0.5, high + 0.5
+            self._edges = torch.linspace(low, high, self.num_bins + 1, dtype=torch.float64)
+            self._fp32_counts = torch.zeros(self.num_bins, dtype=torch.int64)
+            self._quant_counts = torch.zeros(self.num_bins, dtype=torch.int64)
+        self._clip_range = (lo, hi)
+        low, high = float(self._edges[0]), float(self._edges[-1])
+        per_unit = self.num_bins / (high - low)
+        for values, counts in ((ref, self._fp32_counts), (deq, self._quant_counts)):
+            idx = ((values - low) * per_unit).floor().clamp_(0, self.num_bins - 1).long()
+            counts += torch.bincount(idx.reshape(-1), minlength=self.num_bins).cpu()
+
+    def get_results(self) -> dict:
+        """``{'statistics', 'histogram', 'time', 'memory'}``; statistics/histogram are None
+        until the first update."""
+        return {
+            "statistics": self._statistics() if self._count else None,
+            "histogram": None if self._edges is None else {
+                "edges": self._edges.clone(),            # float64 [B+1]
+                "fp32_counts": self._fp32_counts.clone(),  # int64 [B]
+                "dequant_counts": self._quant_counts.clone(),  # int64 [B]
+                "clip_range": self._clip_range,
+            },
+            "time": dict(self.time_ms),
+            "memory": dict(self.memory),
+        }
+
+    def _statistics(self) -> dict:
+        s = self._sums
+        n = self._count
+        norm = math.sqrt(s["signal"] * s["quant_energy"])
+        if norm > 0:
+            cosine = s["cross"] / norm
+        else:
+            cosine = 1.0 if s["signal"] == s["quant_energy"] else 0.0
+        per_channel = [qsnr_db(a, b) for a, b in zip(self._channel_signal.tolist(),
+                                                    self._channel_noise.tolist())]
+        return {
+            "qsnr": qsnr_db(s["signal"], s["noise"]),
+            "mse": s["noise"] / n,
+            "mae": s["abs_error"] / n,
+            "max_abs_error": self._max_abs_error,
+            "cosine_similarity": cosine,
+            "clip_fraction": self._clipped / n,
+            "num_elements": n,
+            "per_channel_qsnr": torch.tensor(per_channel, dtype=torch.float64),  # [C]
+        }
