@@ -1,0 +1,206 @@
+"""QuantLinear: the seed's workflow, exactness against torch, profiling and clear errors."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quantlib.bit_type import BitType
+from quantlib.config_loader import load_config_from_yaml
+from quantlib.quant_config import QuantConfig
+from quantlib.quant_linear import QuantLinear
+from quantlib.quant_linear import test_quantlinear_profiling as seed_self_test
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "attn_config.yaml"
+
+
+def make_linear(out_features=48, in_features=32, seed=0) -> nn.Linear:
+    torch.manual_seed(seed)
+    return nn.Linear(in_features, out_features)
+
+
+def calibrated(layer: QuantLinear, batches: int = 4, seed: int = 1) -> QuantLinear:
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(batches):
+        layer.calibration(torch.randn(16, layer.in_features, generator=gen))
+    layer.compute_output_quant_params()
+    layer.mode = "quantized"
+    return layer
+
+
+def test_seed_usage_example_runs_as_written():
+    configs = load_config_from_yaml(CONFIG)
+    layer = QuantLinear(input_module=nn.Linear(64, 96), out_config=configs["output"],
+                        weight_config=configs["weight"], layer_name="test_layer")
+    for x in [torch.randn(8, 64) for _ in range(4)]:
+        layer.calibration(x)
+    (weight_params, output_params) = layer.compute_output_quant_params()
+    layer.mode = "quantized"
+    layer(torch.randn(8, 64))
+    results = layer.get_profiling_results()
+    assert f"{results['output']['statistics']['qsnr']:.2f}"
+    assert weight_params[0].shape == (96,) and output_params[0].shape == (96,)
+    assert math.isfinite(results["weight"]["statistics"]["qsnr"])
+
+
+def test_self_test_passes():
+    assert seed_self_test() == []
+
+
+def test_quantized_forward_equals_torch_fake_quant_pipeline():
+    configs = load_config_from_yaml(CONFIG)
+    linear = make_linear()
+    layer = calibrated(QuantLinear(linear, configs["output"], configs["weight"]))
+    x = torch.randn(10, 32)
+    w_bt, o_bt = configs["weight"].bit_type, configs["output"].bit_type
+    w_ref = torch.fake_quantize_per_channel_affine(
+        linear.weight.detach(), layer.weight_scaler, layer.weight_zero.int(), 0, w_bt.qmin,
+        w_bt.qmax)
+    out = F.linear(x, w_ref, linear.bias.detach())
+    ref = torch.fake_quantize_per_channel_affine(out, layer.output_scaler,
+                                                 layer.output_zero.int(), 1, o_bt.qmin, o_bt.qmax)
+    assert torch.equal(layer(x), ref)
+    assert torch.equal(layer.dequant_weight, w_ref)
+
+
+def test_weight_quantized_at_init_and_calibration_touches_only_outputs():
+    cfg = QuantConfig(calibration_mode="layer_wise")
+    layer = QuantLinear(make_linear(), cfg, cfg)
+    assert layer.quant_weight.dtype == torch.int32
+    assert layer.weight_observer.num_observed == 48 * 32
+    scale = layer.weight_scaler.clone()
+    layer.calibration(torch.randn(5, 32))
+    assert torch.equal(layer.weight_scaler, scale)
+    assert layer.output_observer.num_observed == 5 * 48
+
+
+def test_fp32_mode_is_the_plain_linear():
+    linear = make_linear()
+    layer = QuantLinear(linear, QuantConfig(), QuantConfig())
+    x = torch.randn(3, 32)
+    assert torch.equal(layer(x), linear(x).detach())
+
+
+def test_profiler_compares_against_true_fp32_output():
+    linear = make_linear()
+    layer = calibrated(QuantLinear(linear, QuantConfig(), QuantConfig()))
+    xs = [torch.randn(7, 32) for _ in range(3)]
+    outs = [layer(x) for x in xs]
+    ref = torch.cat([linear(x).detach() for x in xs])
+    got = torch.cat(outs)
+    stats = layer.get_profiling_results()["output"]["statistics"]
+    signal = ref.double().pow(2).sum()
+    noise = (got.double() - ref.double()).pow(2).sum()
+    assert stats["qsnr"] == pytest.approx(float(10 * torch.log10(signal / noise)), abs=1e-6)
+    assert stats["mse"] == pytest.approx(float(noise / ref.numel()), rel=1e-6)
+    assert stats["num_elements"] == ref.numel()
+    assert stats["per_channel_qsnr"].shape == (48,)
+    cos = F.cosine_similarity(ref.flatten().double(), got.flatten().double(), dim=0)
+    assert stats["cosine_similarity"] == pytest.approx(float(cos), abs=1e-9)
+
+
+def test_profiling_result_sections():
+    act = QuantConfig(calibration_mode="channel_wise")
+    layer = calibrated(QuantLinear(make_linear(), QuantConfig(), QuantConfig(), act_config=act))
+    layer(torch.randn(4, 32))
+    res = layer.get_profiling_results()
+    assert set(res) == {"weight", "output", "activation"}
+    for section in res.values():
+        assert set(section) == {"statistics", "histogram", "time", "memory"}
+        hist = section["histogram"]
+        assert len(hist["edges"]) == len(hist["fp32_counts"]) + 1 <= 513
+        assert int(hist["fp32_counts"].sum()) == int(hist["dequant_counts"].sum())
+    weight_mem = res["weight"]["memory"]
+    assert weight_mem["fp32_bytes"] == 48 * 32 * 4
+    assert weight_mem["quantized_bytes"] == 48 * 32
+    assert res["activation"]["statistics"]["per_channel_qsnr"].shape == (32,)
+    assert "forward_ms" in res["output"]["time"] and "observe_ms" in res["weight"]["time"]
+
+
+def test_input_fake_quant_is_applied_first():
+    act = QuantConfig(bit_type=BitType(4, True))
+    linear = make_linear()
+    layer = calibrated(QuantLinear(linear, QuantConfig(bit_type=BitType(16, True)),
+                                   QuantConfig(bit_type=BitType(16, True)), act_config=act))
+    x = torch.randn(6, 32)
+    x_q = layer.input_quantizer(x)
+    assert not torch.equal(x_q, x)
+    expected = layer.output_quantizer(F.linear(x_q, layer.dequant_weight, linear.bias.detach()))
+    assert torch.equal(layer(x), expected)
+
+
+def test_lossless_weight_reports_infinite_qsnr():
+    """Weights already on the grid (integers, scale 1) quantize without error: +inf dB."""
+    linear = nn.Linear(4, 3, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor([[-128.0, 1, 2, 3], [-1, 0, 1, 2], [127, 2, 1, 0]]))
+    cfg = QuantConfig(calibration_mode="layer_wise", bit_type=BitType(8, True),
+                      quantization_method="Affine")
+    layer = QuantLinear(linear, cfg, cfg)
+    assert float(layer.weight_scaler) == 1.0 and int(layer.weight_zero) == 0
+    stats = layer.get_profiling_results()["weight"]["statistics"]
+    assert stats["qsnr"] == math.inf and stats["mse"] == 0.0
+    assert stats["per_channel_qsnr"].isinf().all()
+
+
+@pytest.mark.parametrize("bad,error,fragment", [
+    (torch.randn(4, 31), ValueError, "in_features=32"),
+    (torch.tensor([[float("nan")] * 32]), ValueError, "calibration input contains 32 NaN/Inf"),
+    ("text", TypeError, "torch.Tensor"),
+], ids=["wrong-shape", "nan", "not-a-tensor"])
+def test_bad_calibration_input(bad, error, fragment):
+    layer = QuantLinear(make_linear(), QuantConfig(), QuantConfig(), layer_name="blk.fc1")
+    with pytest.raises(error, match=fragment) as info:
+        layer.calibration(bad)
+    assert "blk.fc1" in str(info.value)
+
+
+def test_non_finite_weight_names_layer_and_tensor():
+    linear = make_linear()
+    with torch.no_grad():
+        linear.weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="fc2: the weight contains 1 NaN/Inf"):
+        QuantLinear(linear, QuantConfig(), QuantConfig(), layer_name="fc2")
+
+
+def test_quantized_forward_before_qparams_says_what_to_do():
+    layer = QuantLinear(make_linear(), QuantConfig(), QuantConfig())
+    layer.mode = "quantized"
+    with pytest.raises(RuntimeError, match="compute_output_quant_params"):
+        layer(torch.randn(2, 32))
+    with pytest.raises(RuntimeError, match="calibration"):
+        layer.compute_output_quant_params()
+
+
+def test_unknown_mode_is_refused():
+    layer = QuantLinear(make_linear(), QuantConfig(), QuantConfig())
+    with pytest.raises(ValueError, match="'fp32' or 'quantized'"):
+        layer.mode = "int8"
+    assert layer.mode == "fp32"
+
+
+def test_layer_moves_with_to_and_state_dict_keeps_codes():
+    layer = QuantLinear(make_linear(), QuantConfig(), QuantConfig())
+    state = layer.state_dict()
+    assert state["quant_weight"].dtype == torch.int32
+    assert "weight_quantizer.scale" in state
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none in CI)")
+def test_seed_example_on_cuda():
+    configs = load_config_from_yaml(CONFIG)
+    linear = make_linear(768, 768).cuda()
+    layer = QuantLinear(linear, configs["output"], configs["weight"], "cuda_layer")
+    for _ in range(4):
+        layer.calibration(torch.randn(64, 768, device="cuda"))
+    (ws, _), (os_, oz) = layer.compute_output_quant_params()
+    assert ws.is_cuda and os_.is_cuda and oz.is_cuda
+    layer.mode = "quantized"
+    y = layer(torch.randn(64, 768, device="cuda"))
+    assert y.is_cuda
+    cpu = QuantLinear(make_linear(768, 768).cpu(), configs["output"], configs["weight"])
+    assert torch.equal(cpu.quant_weight, layer.quant_weight.cpu())
+    assert layer.get_profiling_results()["output"]["statistics"]["qsnr"] > 25
