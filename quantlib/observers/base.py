@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import torch
 
+from quantlib.bit_type import BitType
 from quantlib.quant_config import OBSERVER_TYPES, QuantConfig
 from quantlib.quantizers.functional import calculate_qparams
 
@@ -65,6 +69,14 @@ class BaseObserver:
                                "call update() (calibration) with a non-empty tensor first")
         min_val, max_val = self._compute_range()
         return calculate_qparams(min_val, max_val, self.bit_type, self.config.is_symmetric)
+
+    def with_bit_type(self, bit_type: BitType) -> BaseObserver:
+        """A copy that shares the observed data but quantizes to ``bit_type``, so a bit-width
+        sweep re-derives qparams without recalibrating."""
+        clone = copy.copy(self)
+        clone.config = dataclasses.replace(self.config, bit_type=bit_type)
+        clone.bit_type = bit_type
+        return clone
 
     def compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The (min, max) range the qparams come from, each [1] or [C], before zero is added."""

@@ -263,3 +263,23 @@ def test_abs_histogram_counts_are_int64_and_exact():
     hist, amax = abs_histogram(x, 16)
     assert hist.dtype == torch.int64
     assert int(hist[0, 0]) == 2**24 + 10
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_omse_histogram_summary_matches_exact_search(bits, monkeypatch):
+    """Past 16 values per bin OMSE scores candidates on a histogram; the choice must match
+    the exact per-element search to within 0.01 dB."""
+    import quantlib.observers.omse as omse
+
+    gen = torch.Generator().manual_seed(10)
+    # a scale mixture of Gaussians: heavier tails than a Gaussian
+    x = torch.randn(300_000, generator=gen) * torch.rand(300_000, generator=gen).add(0.2)
+    bt = BitType(bits, True)
+    results = []
+    for summary_bins in (1024, 10**9):
+        monkeypatch.setattr(omse, "SUMMARY_BINS", summary_bins)
+        obs = build_observer(make_config("OmseObserver", bits=bits))
+        obs.update(x)
+        scale, zero = obs.get_quantization_params()
+        results.append(qsnr(x, fake_quantize(x, scale, zero, bt)))
+    assert results[0] == pytest.approx(results[1], abs=0.01)
