@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quantlib.errors import ConfigError
+from quantlib.errors import ConfigError, show_value
 
 MIN_BITS = 2
 MAX_BITS = 16
@@ -26,11 +26,13 @@ class BitType:
         bits_ok = isinstance(self.bits, int) and not isinstance(self.bits, bool)
         if not bits_ok or not MIN_BITS <= self.bits <= MAX_BITS:
             raise ConfigError(
-                f"must be an integer from {MIN_BITS} to {MAX_BITS}, got {self.bits!r}", "bits")
+                f"must be an integer from {MIN_BITS} to {MAX_BITS}, got {show_value(self.bits)}",
+                "bits")
         if not isinstance(self.signed, bool):
-            raise ConfigError(f"must be true or false, got {self.signed!r}", "signed")
+            raise ConfigError(f"must be true or false, got {show_value(self.signed)}", "signed")
         if not isinstance(self.name, str):
-            raise ConfigError(f"must be a string such as int8, got {self.name!r}", "name")
+            raise ConfigError(f"must be a string such as int8, got {show_value(self.name)}",
+                              "name")
         if not self.name:
             object.__setattr__(self, "name", self.default_name)
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import difflib
 import re
+import stat
 import warnings
 from pathlib import Path
 
 import yaml
 
 from quantlib.bit_type import BitType
-from quantlib.errors import ConfigError
+from quantlib.errors import ConfigError, show_value
 from quantlib.quant_config import BIT_TYPE_FIELDS, FIELD_NAMES, QuantConfig
 
 __all__ = [
@@ -37,7 +38,9 @@ __all__ = [
     "section_to_yaml",
 ]
 
-MAX_CONFIG_BYTES = 64 * 1024
+# A real config is under 1 KB. 16 KiB keeps the worst case (a document of nothing but tiny
+# flow-list items, parsed by PyYAML's pure-Python SafeLoader) well under a second.
+MAX_CONFIG_BYTES = 16 * 1024
 SECTIONS = ("weight", "outputs", "activation")
 _SECTION_ALIASES = {"output": "outputs"}
 _RESULT_KEYS = {"weight": "weight", "outputs": "output", "activation": "activation"}
@@ -53,12 +56,19 @@ def load_config_from_yaml(path: str | Path) -> dict[str, QuantConfig | None]:
     'activation': QuantConfig | None}``."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(_too_big(size))
-        data = path.read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or /dev/zero would block or never end
+            raise ConfigError(f"cannot read config file {str(path)!r}: not a regular file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(_too_big(info.st_size))
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)  # the file may grow after stat()
     except OSError as err:
         raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+    except ValueError as err:  # e.g. an embedded NUL byte in the path
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"cannot read config file {str(path)!r}: {err}") from None
     return load_config_from_string(_decode(data))
 
 
@@ -144,8 +154,11 @@ def _parse_yaml(text: str | bytes) -> tuple[object, dict[str, int]]:
         text = _decode(text)
     if not isinstance(text, str):
         raise ConfigError(f"expected YAML text, got {type(text).__name__}")
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
-        raise ConfigError(_too_big(len(text)))
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(_too_big(size))
+    if "\x00" in text:
+        raise ConfigError("the text contains binary data (NUL bytes); a config is YAML text")
     loader = None
     try:
         loader = _PlainLoader(text)
@@ -173,22 +186,27 @@ def _parse_yaml(text: str | bytes) -> tuple[object, dict[str, int]]:
 
 _PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map",
                yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+# Scalars: the plain types (explicit !!str / !!int ... too), never !!binary, !!python/...,
+# or local tags. Timestamps are read so that a date gets a field error, not a tag error.
+_PLAIN_SCALAR_TAGS = {f"tag:yaml.org,2002:{kind}"
+                      for kind in ("str", "int", "float", "bool", "null", "timestamp")}
 
 
 def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: str, lines: dict) -> object:
     lines.setdefault(path, node.start_mark.line + 1)
     plain_tag = _PLAIN_TAGS.get(type(node))
-    if plain_tag is not None and node.tag != plain_tag:
+    allowed = node.tag == plain_tag if plain_tag is not None else node.tag in _PLAIN_SCALAR_TAGS
+    if not allowed:
         raise ConfigError(f"YAML tag {node.tag!r} is not allowed; configs hold plain values only",
                           path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            child = f"{path}.{key}" if path else str(key)
+            key = _construct(loader, key_node, path, {})
             if not isinstance(key, str):
-                raise ConfigError(f"keys must be names, got {key!r}", child,
+                raise ConfigError(f"keys must be names, got {show_value(key)}", path,
                                   key_node.start_mark.line + 1)
+            child = f"{path}.{key}" if path else key
             if key in out:
                 raise ConfigError("duplicate key; give each field once", child,
                                   key_node.start_mark.line + 1)
@@ -198,7 +216,37 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: str, lines: dict)
     if isinstance(node, yaml.SequenceNode):
         return [_construct(loader, item, f"{path}[{i}]", lines)
                 for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return _construct_scalar(loader, node, path)
+
+
+class _Unreadable:
+    """A scalar SafeLoader failed to build. Every field check rejects it, so the error still
+    names the field and its valid choices."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text, self.reason = text, reason
+
+    def __repr__(self) -> str:
+        text = self.text if len(self.text) <= 24 else f"{self.text[:21]}..."
+        return f"{text!r} ({self.reason})"
+
+
+def _construct_scalar(loader: yaml.SafeLoader, node: yaml.Node, path: str) -> object:
+    """SafeLoader's value for a scalar (or a key); `_Unreadable` where its constructor fails.
+
+    PyYAML lets plain Python errors out of its constructors: ``2001-13-45`` (ValueError from
+    datetime), ``!!bool x`` (KeyError), ``!!timestamp x`` (AttributeError), ``0x_`` and
+    integers past ``sys.get_int_max_str_digits()`` (ValueError).
+    """
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ConfigError, yaml.YAMLError, RecursionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - every other constructor failure is bad input
+        kind = str(node.tag).rsplit(":", 1)[-1]
+        too_long = "digits" in str(err)
+        reason = "too many digits" if too_long else f"not a valid {kind}"
+        return _Unreadable(node.value if isinstance(node.value, str) else "", reason)
 
 
 def _decode(data: bytes) -> str:
@@ -277,5 +325,6 @@ def _suggest(key: object, choices: tuple[str, ...]) -> str:
 
 
 def _kind(value: object) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
-            type(None): "empty value"}.get(type(value), type(value).__name__)
+    names = {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+             type(None): "null value", _Unreadable: "unreadable value"}
+    return names.get(type(value), type(value).__name__)

@@ -13,3 +13,18 @@ class ConfigError(ValueError):
         where = f"{path}: " if path else ""
         at_line = f" (line {line})" if line is not None else ""
         super().__init__(f"{where}{message}{at_line}")
+
+
+def show_value(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, shortened to about ``limit`` characters.
+
+    Never raises: a YAML integer can have more digits than Python will turn into text
+    (``sys.get_int_max_str_digits()``), so its repr fails.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a message must never fail to format
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."

@@ -76,16 +76,22 @@ class QuantProfiler:
                              f"{tuple(quantized.shape)} differ in shape")
         if reference.numel() == 0:
             return
+        for what, tensor in (("fp32 reference", reference), ("quantized tensor", quantized)):
+            if not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise ValueError(f"{self.name}: the {what} contains {bad} NaN/Inf value(s) "
+                                 "(float32 overflow?); the profiler needs finite values")
         ref = as_channels(reference.detach().float(), self.channel_axis)  # [C, N]
-        deq = as_channels(quantized.detach().float(), self.channel_axis)
-        err = deq - ref
+        # Products in float64: squares of |x| > 1.8e19 overflow float32 (QSNR would be NaN).
         f64 = torch.float64
-        channel_signal = (ref * ref).sum(dim=1, dtype=f64)
-        channel_noise = (err * err).sum(dim=1, dtype=f64)
+        ref64 = ref.to(f64)
+        deq64 = as_channels(quantized.detach(), self.channel_axis).to(f64)
+        err = deq64 - ref64
+        channel_signal = (ref64 * ref64).sum(dim=1)
+        channel_noise = (err * err).sum(dim=1)
         stats = torch.stack([
-            channel_signal.sum(), channel_noise.sum(), err.abs().sum(dtype=f64),
-            (ref * deq).sum(dtype=f64), (deq * deq).sum(dtype=f64),
-            err.abs().amax().to(f64),
+            channel_signal.sum(), channel_noise.sum(), err.abs().sum(),
+            (ref64 * deq64).sum(), (deq64 * deq64).sum(), err.abs().amax(),
         ]).tolist()
         for key, value in zip(self._sums, stats[:5]):
             self._sums[key] += value
@@ -100,14 +106,15 @@ class QuantProfiler:
         else:
             self._channel_signal = self._channel_signal + channel_signal
             self._channel_noise = self._channel_noise + channel_noise
-        self._update_histogram(ref, deq, float(lo.min()), float(hi.max()))
+        self._update_histogram(ref64, deq64, float(lo.min()), float(hi.max()))
 
     def _update_histogram(self, ref: torch.Tensor, deq: torch.Tensor, lo: float, hi: float):
         if self._edges is None:
             low = min(float(ref.min()), lo)
             high = max(float(ref.max()), hi)
-            if high <= low:
-                low, high = low - 0.5, high + 0.5
+            if high <= low:  # a constant tensor; the pad must survive rounding at 1e17+
+                pad = max(0.5, abs(high) * 2.0**-20)
+                low, high = low - pad, high + pad
             self._edges = torch.linspace(low, high, self.num_bins + 1, dtype=torch.float64)
             self._fp32_counts = torch.zeros(self.num_bins, dtype=torch.int64)
             self._quant_counts = torch.zeros(self.num_bins, dtype=torch.int64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from quantlib.bit_type import BitType
-from quantlib.errors import ConfigError
+from quantlib.errors import ConfigError, show_value
 
 CALIBRATION_MODES = ("layer_wise", "channel_wise")
 QUANTIZATION_METHODS = ("Uniform", "Affine")
@@ -51,21 +51,22 @@ class QuantConfig:
         _check_choice("observer_type", self.observer_type, OBSERVER_TYPES)
         _check_choice("quantization_method", self.quantization_method, QUANTIZATION_METHODS)
         if not isinstance(self.bit_type, BitType):
-            raise ConfigError(f"must be a BitType, got {self.bit_type!r}", "bit_type")
+            raise ConfigError(f"must be a BitType, got {show_value(self.bit_type)}", "bit_type")
         if not _is_number(self.percentile_alpha) or not 0.5 < self.percentile_alpha <= 1.0:
             raise ConfigError(
-                f"must be a number in (0.5, 1.0], e.g. 0.9999; got {self.percentile_alpha!r}",
+                "must be a number in (0.5, 1.0], e.g. 0.9999; "
+                f"got {show_value(self.percentile_alpha)}",
                 "percentile_alpha",
             )
         _check_int("kl_bins", self.kl_bins, MIN_KL_BINS, MAX_KL_BINS)
         _check_int("omse_steps", self.omse_steps, 2, 1000)
         if not isinstance(self.enable_profiler, bool):
             raise ConfigError(
-                f"must be true or false, got {self.enable_profiler!r}", "enable_profiler"
+                f"must be true or false, got {show_value(self.enable_profiler)}", "enable_profiler"
             )
         if not _is_number(self.ema_momentum) or not 0.0 <= self.ema_momentum < 1.0:
             raise ConfigError(
-                f"must be a number in [0, 1), e.g. 0.9; got {self.ema_momentum!r}",
+                f"must be a number in [0, 1), e.g. 0.9; got {show_value(self.ema_momentum)}",
                 "ema_momentum",
             )
         self.percentile_alpha = float(self.percentile_alpha)
@@ -96,10 +97,12 @@ BIT_TYPE_FIELDS = ("bits", "signed", "name")
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{value!r} is not valid; choose one of {', '.join(choices)}", name)
+        raise ConfigError(
+            f"{show_value(value)} is not valid; choose one of {', '.join(choices)}", name)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
     ok = isinstance(value, int) and not isinstance(value, bool)
     if not ok or not low <= value <= high:
-        raise ConfigError(f"must be an integer from {low} to {high}, got {value!r}", name)
+        raise ConfigError(
+            f"must be an integer from {low} to {high}, got {show_value(value)}", name)

@@ -49,9 +49,11 @@ class QuantLinear(nn.Module):
                  act_config: QuantConfig | None = None) -> None:
         super().__init__()
         weight = getattr(input_module, "weight", None)
-        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
-            raise ValueError(f"{layer_name}: input_module needs a 2-D weight [out, in] "
-                             f"(an nn.Linear); got {type(input_module).__name__}")
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.numel() == 0:
+            raise ValueError(f"{layer_name}: input_module needs a non-empty 2-D weight [out, in] "
+                             f"(an nn.Linear); got {type(input_module).__name__}"
+                             + (f" with weight {tuple(weight.shape)}"
+                                if isinstance(weight, torch.Tensor) else ""))
         for name, cfg in (("out_config", out_config), ("weight_config", weight_config),
                           ("act_config", act_config)):
             if cfg is not None and not isinstance(cfg, QuantConfig):

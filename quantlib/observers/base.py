@@ -68,7 +68,15 @@ class BaseObserver:
             raise RuntimeError(f"{self.name}: {type(self).__name__} has seen no data; "
                                "call update() (calibration) with a non-empty tensor first")
         min_val, max_val = self._compute_range()
-        return calculate_qparams(min_val, max_val, self.bit_type, self.config.is_symmetric)
+        scale, zero = calculate_qparams(min_val, max_val, self.bit_type, self.config.is_symmetric)
+        # Ranges near float32's limit (|x| ~ 3e38) overflow the scale or the grid's end codes.
+        grid_ends = torch.stack([self.bit_type.qmin - zero, self.bit_type.qmax - zero]) * scale
+        if not bool(torch.isfinite(grid_ends).all()):
+            raise ValueError(
+                f"{self.name}: the observed range [{float(min_val.min()):.4g}, "
+                f"{float(max_val.max()):.4g}] is too wide to quantize in float32 (its "
+                f"{self.bit_type.bits}-bit grid overflows); scale the tensor down")
+        return scale, zero
 
     def with_bit_type(self, bit_type: BitType) -> BaseObserver:
         """A copy that shares the observed data but quantizes to ``bit_type``, so a bit-width
@@ -103,6 +111,8 @@ class BaseObserver:
         x = tensor.detach().float()
         if self.calibration_mode == "layer_wise" or x.dim() == 0:
             return x.reshape(1, -1)
+        if x.numel() == 0:  # nothing to observe (reshape(0, -1) would be ambiguous)
+            return x.reshape(1, 0)
         axis = self.channel_axis % x.dim()
         channels = x.shape[axis]
         if self.num_channels is None:

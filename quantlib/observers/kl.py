@@ -15,7 +15,15 @@ def abs_histogram(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.
     amax [C]). Counts are int64, so no bin saturates."""
     mag = values.abs()
     amax = mag.amax(dim=1)
-    per_unit = torch.where(amax > 0, bins / amax, torch.zeros_like(amax))
+    # bins / amax overflows float32 for denormal ranges; scale those channels up by 2**64
+    # first (exact: a power of two), so every value still lands in its own bin.
+    tiny = (amax > 0) & (amax < 2.0**-64)
+    if bool(tiny.any()):
+        boost = torch.where(tiny, 2.0**64, 1.0).to(mag.dtype).unsqueeze(1)
+        mag, amax_boosted = mag * boost, amax * boost.squeeze(1)
+    else:
+        amax_boosted = amax
+    per_unit = torch.where(amax > 0, bins / amax_boosted, torch.zeros_like(amax))
     idx = (mag * per_unit.unsqueeze(1)).long().clamp_(max=bins - 1)
     idx += torch.arange(values.shape[0], device=values.device).unsqueeze(1) * bins
     counts = torch.bincount(idx.reshape(-1), minlength=values.shape[0] * bins)
@@ -104,4 +112,4 @@ class KLObserver(StoredDataObserver):
             kl = kl_divergence_by_threshold(hist[start:start + per_chunk], nq)
             # last minimum on ties (the widest range), as ModelOpt does
             best[start:start + per_chunk] = candidates - 1 - torch.argmin(kl.flip(1), dim=1)
-        return amax * (best + nq).to(amax.dtype) / bins
+        return amax * ((best + nq).to(amax.dtype) / bins)  # amax * (best + nq) may overflow

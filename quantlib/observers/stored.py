@@ -31,7 +31,8 @@ class StoredDataObserver(BaseObserver):
         else:
             self.min_val = torch.minimum(self.min_val, batch_min)
             self.max_val = torch.maximum(self.max_val, batch_max)
-        self._chunks.append(flat if flat.data_ptr() != 0 else flat.clone())
+        # A view may share memory with the caller's batch, which the caller may overwrite.
+        self._chunks.append(flat.clone() if flat._base is not None else flat)
 
     def observed_values(self) -> torch.Tensor:
         """All observed values as one [C, N] float32 tensor."""

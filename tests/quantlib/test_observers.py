@@ -283,3 +283,22 @@ def test_omse_histogram_summary_matches_exact_search(bits, monkeypatch):
         scale, zero = obs.get_quantization_params()
         results.append(qsnr(x, fake_quantize(x, scale, zero, bt)))
     assert results[0] == pytest.approx(results[1], abs=0.01)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "integers", "one_huge_outlier", "half_constant"])
+def test_tensor_quantiles_select_exactly_like_numpy(kind):
+    """The histogram-select path (over 64K values) must give numpy's exact quantiles, even
+    with heavy duplication or an outlier that squeezes all data into one bin."""
+    from quantlib.observers.percentile import tensor_quantiles
+
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(300_000, generator=gen)
+    if kind == "integers":
+        x = (x * 3).round()
+    elif kind == "one_huge_outlier":
+        x[17] = 1e30
+    elif kind == "half_constant":
+        x[:150_000] = 0.5
+    qs = [0.0, 1e-4, 0.01, 0.5, 0.99, 0.9999, 1.0]
+    expected = np.quantile(x.numpy(), qs).astype(np.float32)
+    np.testing.assert_allclose(tensor_quantiles(x, qs).numpy(), expected, rtol=1e-6)

@@ -1,0 +1,158 @@
+"""Observers side by side with torch.ao, ModelOpt (if installed) and numpy, on one tensor.
+
+    python benchmarks/bench_observers.py [--sizes 1M,16M,64M]
+
+Each row: update + get_quantization_params on the same N(0,1) tensor with 0.01% outliers,
+per tensor, 8-bit symmetric. "clip" is the chosen max |range| (amax); "vs ours" compares it
+with our observer of the same kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import best_time, print_table  # noqa: E402
+from quantlib.bit_type import BitType  # noqa: E402
+from quantlib.observers import build_observer  # noqa: E402
+from quantlib.quant_config import QuantConfig  # noqa: E402
+
+HAS_MODELOPT = importlib.util.find_spec("modelopt") is not None
+
+
+def make_tensor(n: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, generator=gen)
+    idx = torch.randint(0, n, (max(n // 10_000, 1),), generator=gen)
+    x[idx] *= 20.0
+    return x
+
+
+def ours(observer: str, x: torch.Tensor, **kw):
+    cfg = QuantConfig(observer_type=observer, bit_type=BitType(8, True), **kw)
+
+    def run():
+        obs = build_observer(cfg)
+        obs.update(x)
+        scale, _ = obs.get_quantization_params()
+        return float(scale) * 127.5
+
+    return run
+
+
+def torch_ao(kind: str, x: torch.Tensor):
+    from torch.ao.quantization import observer as ao
+
+    def run():
+        if kind == "MinMaxObserver":
+            obs = ao.MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+        else:
+            obs = ao.HistogramObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+        obs(x)
+        scale, _ = obs.calculate_qparams()
+        return float(scale) * 127.5
+
+    return run
+
+
+def modelopt(method: str, x: torch.Tensor):
+    from modelopt.torch.quantization.calib import HistogramCalibrator, MaxCalibrator
+
+    def run():
+        if method == "max":
+            cal = MaxCalibrator(num_bits=8)
+            cal.collect(x)
+            return float(cal.compute_amax())
+        cal = HistogramCalibrator(num_bits=8, num_bins=2048)
+        cal.collect(x)
+        kwargs = {"percentile": 99.99} if method == "percentile" else {}
+        return float(cal.compute_amax(method, **kwargs))
+
+    return run
+
+
+def numpy_percentile(x: torch.Tensor):
+    arr = x.numpy()
+
+    def run():
+        lo, hi = np.percentile(arr, [0.01, 99.99])
+        return max(-lo, hi)
+
+    return run
+
+
+def bench_size(n: int, heavy_peers: bool) -> list[list[object]]:
+    x = make_tensor(n)
+    label = f"{n / 1e6:g}M"
+    cases = [
+        ("ours MinmaxObserver", ours("MinmaxObserver", x), None),
+        ("torch.ao MinMaxObserver", torch_ao("MinMaxObserver", x), "ours MinmaxObserver"),
+        ("ours PercentileObserver (99.99%)", ours("PercentileObserver", x,
+                                                  percentile_alpha=0.9999), None),
+        ("numpy.percentile (99.99%)", numpy_percentile(x), "ours PercentileObserver (99.99%)"),
+        ("ours OmseObserver", ours("OmseObserver", x), None),
+        ("ours KLObserver", ours("KLObserver", x), None),
+        ("ours EmaMinmaxObserver", ours("EmaMinmaxObserver", x), None),
+    ]
+    if heavy_peers:
+        cases.append(("torch.ao HistogramObserver", torch_ao("HistogramObserver", x),
+                      "ours OmseObserver"))
+    if HAS_MODELOPT:
+        cases += [
+            ("ModelOpt MaxCalibrator", modelopt("max", x), "ours MinmaxObserver"),
+            ("ModelOpt Histogram entropy", modelopt("entropy", x), "ours KLObserver"),
+            ("ModelOpt Histogram mse", modelopt("mse", x), "ours OmseObserver"),
+            ("ModelOpt Histogram percentile", modelopt("percentile", x),
+             "ours PercentileObserver (99.99%)"),
+        ]
+    results: dict[str, tuple[float, float]] = {}
+    rows = []
+    for name, fn, ref in cases:
+        repeat = 1 if (n >= 16_000_000 or "entropy" in name or "Histogram" in name) else 3
+        clip = fn()
+        seconds = best_time(fn, repeat=repeat, warmup=0)
+        results[name] = (seconds, clip)
+        vs = ""
+        if ref is not None and ref in results:
+            ref_s, ref_clip = results[ref]
+            vs = f"{seconds / ref_s:.1f}x our time; clip {100 * (clip / ref_clip - 1):+.1f}%"
+        rows.append([label, name, f"{seconds * 1e3:.1f}", f"{clip:.4f}", vs])
+        print(f"  {label} {name}: {seconds * 1e3:.1f} ms, clip {clip:.4f}", file=sys.stderr)
+    return rows
+
+
+def bench_percentile_vs_kthvalue(n: int) -> list[object]:
+    x = make_tensor(n)
+    t_ours = best_time(ours("PercentileObserver", x, percentile_alpha=0.9999), 1, 0)
+    k = int(0.9999 * (n - 1)) + 1
+    t_kth = best_time(lambda: torch.kthvalue(x, k), 1, 0)
+    return [f"{n / 1e6:g}M", f"{t_ours * 1e3:.0f}", f"{t_kth * 1e3:.0f}", f"{t_ours / t_kth:.2f}"]
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1M,16M,64M")
+    parser.add_argument("--kth-size", default="100M")
+    args = parser.parse_args(argv)
+    sizes = [int(float(s.rstrip("M")) * 1e6) for s in args.sizes.split(",")]
+    rows = []
+    for n in sizes:
+        rows += bench_size(n, heavy_peers=n <= 16_000_000)
+    out = print_table("Observers (update + qparams, one tensor, per tensor int8)",
+                      ["N", "observer", "ms", "clip (amax)", "vs peer"], rows)
+    kth_n = int(float(args.kth_size.rstrip("M")) * 1e6)
+    out += print_table("PercentileObserver vs one torch.kthvalue",
+                       ["N", "ours ms", "kthvalue ms", "ratio"],
+                       [bench_percentile_vs_kthvalue(kth_n)])
+    return out
+
+
+if __name__ == "__main__":
+    main()

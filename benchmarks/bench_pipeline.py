@@ -1,0 +1,166 @@
+"""Full-cycle latency against the raw torch floor, figure payloads, and peak memory.
+
+    python benchmarks/bench_pipeline.py
+
+Cycle = build QuantLinear (weight observed + quantized) -> calibrate -> output qparams ->
+quantized forward (profiled against fp32) -> results -> figures. The raw floor does the same
+math with bare torch: per-channel aminmax, torch.fake_quantize_per_channel_affine for weight and
+output, two F.linear (fp32 and quantized) and the float64 error sums.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import best_time, print_table  # noqa: E402
+from explorer import figures  # noqa: E402
+from quantlib.bit_type import BitType  # noqa: E402
+from quantlib.config_loader import load_config_from_yaml  # noqa: E402
+from quantlib.quant_config import QuantConfig  # noqa: E402
+from quantlib.quant_linear import QuantLinear  # noqa: E402
+
+MINMAX = QuantConfig(calibration_mode="channel_wise", bit_type=BitType(8, True))
+SCENARIOS = {
+    "default 768x768, 8x256 tokens (attn_config)": (768, 768, 8, 256, "attn"),
+    "default 768x768, 8x256 tokens (MinMax)": (768, 768, 8, 256, "minmax"),
+    "4096x4096, 2048 tokens (MinMax)": (4096, 4096, 1, 2048, "minmax"),
+}
+
+
+def make_inputs(features: int, batches: int, tokens: int):
+    gen = torch.Generator().manual_seed(0)
+    calib = [torch.randn(tokens, features, generator=gen) for _ in range(batches)]
+    return calib, torch.randn(tokens, features, generator=gen)
+
+
+def configs_for(kind: str):
+    if kind == "attn":
+        cfg = load_config_from_yaml(ROOT / "configs" / "attn_config.yaml")
+        return cfg["weight"], cfg["output"]
+    return MINMAX, MINMAX
+
+
+def build_figures(layer: QuantLinear, eval_out_error: torch.Tensor) -> list:
+    res = layer.get_profiling_results()
+    w_err = layer.dequant_weight - layer.weight
+    figs = [
+        figures.make_histogram_figure(res["weight"]["histogram"], "weight"),
+        figures.make_histogram_figure(res["output"]["histogram"], "output"),
+        figures.make_error_heatmap(w_err, "weight error", "out", "in"),
+        figures.make_error_heatmap(eval_out_error, "output error", "sample", "out"),
+        figures.make_per_channel_figure(res["weight"]["statistics"]["per_channel_qsnr"],
+                                        *layer.weight_quantizer.clip_range(), "weight"),
+        figures.make_per_channel_figure(res["output"]["statistics"]["per_channel_qsnr"],
+                                        None, None, "output"),
+        figures.make_timing_figure({k: v["time"] for k, v in res.items()}),
+        figures.make_memory_figure({k: v["memory"] for k, v in res.items()}),
+    ]
+    return figs
+
+
+def quantlib_cycle(linear, calib, eval_x, kind, with_figures=True):
+    w_cfg, o_cfg = configs_for(kind)
+    layer = QuantLinear(linear, o_cfg, w_cfg, "bench")
+    for x in calib:
+        layer.calibration(x)
+    layer.compute_output_quant_params()
+    layer.mode = "quantized"
+    y = layer(eval_x)
+    if with_figures:
+        ref = F.linear(eval_x, layer.weight, layer.bias)
+        return build_figures(layer, y - ref)
+    return layer.get_profiling_results()
+
+
+def raw_floor(linear, calib, eval_x):
+    w, b = linear.weight.detach(), linear.bias.detach()
+    wmin, wmax = torch.aminmax(w, dim=1)
+    w_scale = torch.maximum(-wmin, wmax).clamp(min=1e-12) / 127.5
+    zeros = torch.zeros_like(w_scale, dtype=torch.int32)
+    w_q = torch.fake_quantize_per_channel_affine(w, w_scale, zeros, 0, -128, 127)
+    w_err = (w_q - w).pow(2).sum(dtype=torch.float64)
+    omin = omax = None
+    for x in calib:
+        out = F.linear(x, w, b)
+        bmin, bmax = torch.aminmax(out, dim=0)
+        omin = bmin if omin is None else torch.minimum(omin, bmin)
+        omax = bmax if omax is None else torch.maximum(omax, bmax)
+    o_scale = torch.maximum(-omin, omax).clamp(min=1e-12) / 127.5
+    ref = F.linear(eval_x, w, b)
+    y = torch.fake_quantize_per_channel_affine(F.linear(eval_x, w_q, b), o_scale,
+                                               torch.zeros_like(zeros[: len(o_scale)]), 1,
+                                               -128, 127)
+    return w_err, (y - ref).pow(2).sum(dtype=torch.float64), ref.pow(2).sum(dtype=torch.float64)
+
+
+def bench_cycles() -> str:
+    rows, payload_rows = [], []
+    for name, (out_f, in_f, batches, tokens, kind) in SCENARIOS.items():
+        torch.manual_seed(0)
+        linear = nn.Linear(in_f, out_f)
+        calib, eval_x = make_inputs(in_f, batches, tokens)
+        args = (linear, calib, eval_x)
+        ours = best_time(lambda a=args, k=kind: quantlib_cycle(*a, k), repeat=3)
+        lib_only = best_time(lambda a=args, k=kind: quantlib_cycle(*a, k, False), repeat=3)
+        floor = best_time(lambda a=args: raw_floor(*a), repeat=3)
+        rows.append([name, f"{ours * 1e3:.0f}", f"{lib_only * 1e3:.0f}", f"{floor * 1e3:.0f}",
+                     f"{ours / floor:.2f}x", f"{lib_only / floor:.2f}x"])
+        figs = quantlib_cycle(linear, calib, eval_x, kind)
+        sizes = [figures.figure_payload_bytes(f) for f in figs]
+        payload_rows.append([name, " / ".join(f"{s / 1024:.0f}" for s in sizes),
+                             f"{sum(sizes) / 1024:.0f}", f"{max(sizes) / 1024:.0f}"])
+    out = print_table("Full cycle vs raw torch floor",
+                      ["scenario", "cycle + figures ms", "quantlib only ms", "raw floor ms",
+                       "ratio (with figures)", "ratio (quantlib)"], rows)
+    out += print_table("Figure JSON payload (KiB): weight hist / output hist / weight err map / "
+                       "output err map / weight per-channel / output per-channel / time / memory",
+                       ["scenario", "per figure", "total", "largest"], payload_rows)
+    return out
+
+
+PEAK_SCRIPT = """
+import resource, sys, torch, json
+sys.path.insert(0, {root!r})
+from torch import nn
+from benchmarks.bench_pipeline import quantlib_cycle, make_inputs
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+torch.manual_seed(0)
+linear = nn.Linear(4096, 4096)
+calib, eval_x = make_inputs(4096, 1, 2048)
+quantlib_cycle(linear, calib, eval_x, "minmax")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"base_kib": base, "peak_kib": peak}}))
+"""
+
+
+def bench_memory() -> str:
+    """Peak RSS growth of one 4096x4096 cycle in a fresh process, against its tensors."""
+    proc = subprocess.run([sys.executable, "-c", PEAK_SCRIPT.format(root=str(ROOT))],
+                          capture_output=True, text=True, check=True)
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    grown = (data["peak_kib"] - data["base_kib"]) * 1024
+    # weight: fp32, int32 codes, dequantized; activations [2048, 4096]: calibration input,
+    # eval input, fp32 output, quantized output
+    tensors = 4096 * 4096 * 4 * 3 + 2048 * 4096 * 4 * 4
+    return print_table("Peak memory of the 4096x4096 / 2048-token cycle",
+                       ["tensors involved MiB", "peak RSS growth MiB", "ratio"],
+                       [[f"{tensors / 2**20:.0f}", f"{grown / 2**20:.0f}",
+                         f"{grown / tensors:.2f}x"]])
+
+
+def main() -> str:
+    return bench_cycles() + bench_memory()
+
+
+if __name__ == "__main__":
+    main()
