@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from quantlib.bit_type import BitType
 from quantlib.observers.omse import histogram_summary
-from quantlib.profiler import as_channels, qsnr_db
+from quantlib.profiler import HALF_STEP, as_channels, qsnr_db
 from quantlib.quantizers.functional import calculate_qparams, fake_quantize, fake_quantize_broadcast
 
 SUMMARY_BINS = 4096
@@ -20,8 +20,8 @@ def error_decomposition(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.
                         bit_type: BitType, axis: int = 0) -> dict:
     """Split the fake-quant MSE of ``x`` into clipping (overload) and rounding (granular) parts.
 
-    An element is clipped when its code had to be clamped (round(x/s) + zp outside
-    [qmin, qmax]), i.e. it lies over half a step beyond the representable range. Per-channel
+    An element is clipped when it lies over half a step beyond the representable range
+    [(qmin - zp) * s, (qmax - zp) * s], so its error comes from clamping, not rounding. Per-channel
     arrays are [C] along ``axis`` (C = 1 for a per-tensor ``scale``). Also returns the
     theoretical rounding MSE mean(s^2 / 12) and RMSE / scale (about 0.29 when the error is
     rounding only).
@@ -142,9 +142,12 @@ def sweep_bit_widths(layer, eval_x: torch.Tensor, bits_list=range(2, 9)) -> dict
 
 def _clamped(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
              bit_type: BitType) -> torch.Tensor:
-    """True where the code round(x * (1/s)) + zp falls outside [qmin, qmax] (broadcasting)."""
-    raw = torch.round(x * torch.reciprocal(scale.float())) + zero_point.to(torch.float32)
-    return (raw < bit_type.qmin) | (raw > bit_type.qmax)
+    """True where x lies over half a step beyond the representable range (broadcasting), the
+    profiler's definition of clipped."""
+    scale = scale.float()
+    lo = (bit_type.qmin - zero_point).to(torch.float32) * scale
+    hi = (bit_type.qmax - zero_point).to(torch.float32) * scale
+    return (x < lo - scale * HALF_STEP) | (x > hi + scale * HALF_STEP)
 
 
 def _qsnr(reference: torch.Tensor, approx: torch.Tensor) -> float:

@@ -135,8 +135,18 @@ def dump_config_to_yaml(configs: dict[str, QuantConfig | None]) -> str:
 # --- YAML parsing with line numbers -------------------------------------------------------
 
 
+MAX_FLOW_DEPTH = 64  # PyYAML's scanner is quadratic in [ / { nesting: 4000 levels take > 1 s
+
+
 class _PlainLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases (no alias bombs); configs never need them."""
+    """SafeLoader that refuses aliases (no alias bombs; configs never need them) and deep
+    flow nesting."""
+
+    def fetch_flow_collection_start(self, TokenClass):
+        if self.flow_level >= MAX_FLOW_DEPTH:
+            raise ConfigError(f"the YAML nests [ ] or {{ }} more than {MAX_FLOW_DEPTH} levels "
+                              "deep", line=self.get_mark().line + 1)
+        super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):

@@ -11,6 +11,9 @@ import math
 import torch
 
 MAX_HISTOGRAM_BINS = 512
+# "Clipped" means beyond the representable range by over half a step (with float slack), so
+# values at the range's edge, which round onto the last code, do not count.
+HALF_STEP = 0.5 * (1 + 1e-5)
 
 
 def qsnr_db(signal: float, noise: float) -> float:
@@ -65,11 +68,13 @@ class QuantProfiler:
         self.time_ms[stage] = self.time_ms.get(stage, 0.0) + ms
 
     def update(self, reference: torch.Tensor, quantized: torch.Tensor,
-               clip_lo: torch.Tensor, clip_hi: torch.Tensor) -> None:
+               clip_lo: torch.Tensor, clip_hi: torch.Tensor,
+               scale: torch.Tensor | None = None) -> None:
         """Compare one quantized tensor with its fp32 reference (same shape).
 
         ``clip_lo``/``clip_hi`` ([1], or [C] along ``channel_axis``) are the quantizer's
-        representable range; values outside it count as clipped.
+        representable range. A value counts as clipped when it lies beyond that range by more
+        than half a step (``scale / 2``, same shape): its error came from clamping, not rounding.
         """
         if reference.shape != quantized.shape:
             raise ValueError(f"{self.name}: reference {tuple(reference.shape)} and quantized "
@@ -97,9 +102,10 @@ class QuantProfiler:
             self._sums[key] += value
         self._max_abs_error = max(self._max_abs_error, stats[5])
         lo, hi = clip_lo.float().reshape(-1, 1), clip_hi.float().reshape(-1, 1)
+        half = torch.zeros_like(lo) if scale is None else scale.float().reshape(-1, 1) * HALF_STEP
         if lo.shape[0] not in (1, ref.shape[0]):  # per-tensor range but other channel axis
-            lo, hi = lo.min().reshape(1, 1), hi.max().reshape(1, 1)
-        self._clipped += int(((ref < lo) | (ref > hi)).sum())
+            lo, hi, half = lo.min().reshape(1, 1), hi.max().reshape(1, 1), half.max().reshape(1, 1)
+        self._clipped += int(((ref < lo - half) | (ref > hi + half)).sum())
         self._count += ref.numel()
         if self._channel_signal is None or self._channel_signal.shape != channel_signal.shape:
             self._channel_signal, self._channel_noise = channel_signal, channel_noise

@@ -120,7 +120,7 @@ class QuantLinear(nn.Module):
         if self.weight_profiler is not None:
             self.weight_profiler.reset()
             self.weight_profiler.update(self.weight, self.dequant_weight,
-                                        *self.weight_quantizer.clip_range())
+                                        *self.weight_quantizer.clip_range(), self.weight_scaler)
             self.weight_profiler.memory = _memory(self.weight, self.weight_config,
                                                   self.weight_scaler)
 
@@ -182,10 +182,12 @@ class QuantLinear(nn.Module):
     def _profile_forward(self, x, x_q, output) -> None:
         if self.output_profiler is not None:
             fp32_output = self.fwd_func(x, self.weight, self.bias, **self.fwd_kwargs)
-            self.output_profiler.update(fp32_output, output, *self.output_quantizer.clip_range())
+            self.output_profiler.update(fp32_output, output, *self.output_quantizer.clip_range(),
+                                        self.output_scaler)
             self.output_profiler.memory = _memory(output, self.out_config, self.output_scaler)
         if self.input_profiler is not None:
-            self.input_profiler.update(x, x_q, *self.input_quantizer.clip_range())
+            self.input_profiler.update(x, x_q, *self.input_quantizer.clip_range(),
+                                       self.input_scaler)
             self.input_profiler.memory = _memory(x, self.act_config, self.input_scaler)
 
     def _profilers(self) -> dict[str, QuantProfiler | None]:

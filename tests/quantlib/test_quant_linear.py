@@ -204,3 +204,14 @@ def test_seed_example_on_cuda():
     cpu = QuantLinear(make_linear(768, 768).cpu(), configs["output"], configs["weight"])
     assert torch.equal(cpu.quant_weight, layer.quant_weight.cpu())
     assert layer.get_profiling_results()["output"]["statistics"]["qsnr"] > 25
+
+
+def test_minmax_clips_nothing_and_percentile_reports_its_clipping():
+    torch.manual_seed(0)
+    linear = nn.Linear(32, 48)
+    minmax = QuantConfig(calibration_mode="channel_wise")
+    layer = QuantLinear(linear, minmax, minmax)
+    assert layer.get_profiling_results()["weight"]["statistics"]["clip_fraction"] == 0.0
+    pct = QuantConfig(observer_type="PercentileObserver", percentile_alpha=0.9)
+    clipped = QuantLinear(linear, minmax, pct).get_profiling_results()["weight"]["statistics"]
+    assert 0.15 < clipped["clip_fraction"] < 0.25  # ~10% beyond each tail
