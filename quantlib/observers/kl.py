@@ -8,6 +8,7 @@ from quantlib.observers.base import register_observer
 from quantlib.observers.stored import StoredDataObserver
 
 _CHUNK_ELEMENTS = 2**22
+_WORK_BUDGET = 2**23
 
 
 def abs_histogram(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,17 +31,47 @@ def abs_histogram(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.
     return counts.reshape(values.shape[0], bins), amax
 
 
-def kl_divergence_by_threshold(hist: torch.Tensor, num_quant_bins: int) -> torch.Tensor:
-    """KL(P || Q) for each candidate threshold i = num_quant_bins..B (bins kept).
+def finite_candidates(hist: torch.Tensor, num_quant_bins: int,
+                      max_candidates: int | None = None) -> torch.Tensor:
+    """Candidate bin counts i worth scoring, per channel: hist int64 [C, B] -> int64 [C, M].
 
-    hist int64 [C, B] -> float64 [C, B - num_quant_bins + 1]. P is ``hist[:i]`` with the
-    outliers added to its last bin; Q merges ``hist[:i]`` into ``num_quant_bins`` groups
-    (bin j goes to group floor(j * nq / i)) and spreads each group's mass evenly over its
-    non-empty bins (TensorRT / ModelOpt's entropy calibration). Computed from prefix sums,
-    so there is no loop over thresholds.
+    A cut at i with an empty bin i-1 but mass beyond it has Q = 0 where P > 0 (KL = +inf), so
+    only i with ``hist[i-1] > 0`` (and i = B) can win. With ``max_candidates``, rows with more
+    are thinned to that many evenly spaced candidates (the widest, i = B, always kept). Rows
+    are padded with B.
+    """
+    channels, bins = hist.shape
+    kept = torch.arange(num_quant_bins, bins + 1, device=hist.device)
+    useful = (hist[:, kept - 1] > 0) | (kept == bins)  # [C, S]
+    counts = useful.sum(1)  # [C] >= 1
+    # stable sort puts useful candidates first, in increasing order of i
+    order = torch.sort((~useful).to(torch.int8), dim=1, stable=True).indices
+    width = int(counts.max())
+    if max_candidates is not None and width > max_candidates:
+        steps = torch.arange(max_candidates, device=hist.device, dtype=torch.float64)
+        picks = (steps * (counts.unsqueeze(1) - 1) / (max_candidates - 1)).round().long()
+        order = torch.gather(order, 1, picks)  # evenly spaced; the last pick is the widest
+    else:
+        order = order[:, :width]
+    chosen = kept[order]
+    return torch.where(torch.gather(useful, 1, order), chosen, bins)
+
+
+def kl_divergence_by_threshold(hist: torch.Tensor, num_quant_bins: int,
+                               kept: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(P || Q) for candidate thresholds i (number of bins kept).
+
+    hist int64 [C, B]; ``kept`` int64 [C, M] candidates per channel (default: every
+    i = num_quant_bins..B) -> float64 [C, M]. P is ``hist[:i]`` with the outliers added to its
+    last bin; Q merges ``hist[:i]`` into ``num_quant_bins`` groups (bin j goes to group
+    floor(j * nq / i)) and spreads each group's mass evenly over its non-empty bins
+    (TensorRT / ModelOpt's entropy calibration). Computed from prefix sums, so there is no
+    loop over thresholds.
     """
     channels, bins = hist.shape
     nq = num_quant_bins
+    if kept is None:
+        kept = torch.arange(nq, bins + 1, device=hist.device).expand(channels, -1)
     h = hist.to(torch.float64)
     total = h.sum(dim=1, keepdim=True)  # [C, 1]
     h_log_h = torch.where(h > 0, h * torch.log(torch.where(h > 0, h, 1.0)), 0.0)
@@ -49,28 +80,27 @@ def kl_divergence_by_threshold(hist: torch.Tensor, num_quant_bins: int) -> torch
     cum_nonzero = torch.cat([zero, (h > 0).to(torch.float64).cumsum(1)], dim=1)
     cum_h_log_h = torch.cat([zero, h_log_h.cumsum(1)], dim=1)
 
-    kept = torch.arange(nq, bins + 1, device=h.device)  # [S] candidate bin counts i
     groups = torch.arange(nq + 1, device=h.device)
-    bounds = (groups.unsqueeze(0) * kept.unsqueeze(1) + nq - 1) // nq  # [S, nq+1] ceil(k i / nq)
-    inner = torch.minimum(bounds, (kept - 1).unsqueeze(1))  # bounds without the last bin
+    bounds = (groups * kept.unsqueeze(-1) + nq - 1) // nq  # [C, M, nq+1] = ceil(k i / nq)
+    inner = torch.minimum(bounds, (kept - 1).unsqueeze(-1))  # bounds without the last bin
 
     def range_sum(cum: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-        at = cum[:, edges.reshape(-1)].reshape(channels, *edges.shape)  # [C, S, nq+1]
-        return at[..., 1:] - at[..., :-1]  # [C, S, nq]
+        at = torch.gather(cum, 1, edges.reshape(channels, -1)).reshape(edges.shape)
+        return at[..., 1:] - at[..., :-1]  # [C, M, nq]
 
     mass = range_sum(cum_mass, bounds)
     nonzero = range_sum(cum_nonzero, bounds)
     inner_mass = range_sum(cum_mass, inner)
     inner_h_log_h = range_sum(cum_h_log_h, inner)
 
-    kept_mass = cum_mass[:, kept]  # [C, S]: sum of hist[:i]
+    kept_mass = torch.gather(cum_mass, 1, kept)  # [C, M]: sum of hist[:i]
     # log of Q's (normalised) value on each non-empty bin of a group
     log_q = torch.log(torch.where(nonzero > 0, mass / nonzero.clamp(min=1), 1.0)) \
         - torch.log(kept_mass.clamp(min=1e-300)).unsqueeze(-1)
     log_total = torch.log(total.clamp(min=1e-300))
     body = (inner_h_log_h - inner_mass * (log_total.unsqueeze(-1) + log_q)).sum(-1)
 
-    last = h[:, kept - 1]  # hist[i-1]
+    last = torch.gather(h, 1, kept - 1)  # hist[i-1]
     p_last = last + (total - kept_mass)
     last_term = torch.where(
         p_last > 0,
@@ -84,7 +114,12 @@ def kl_divergence_by_threshold(hist: torch.Tensor, num_quant_bins: int) -> torch
 @register_observer
 class KLObserver(StoredDataObserver):
     """Chooses the clip threshold |x| <= t whose quantized distribution loses the least
-    information (minimum KL divergence), on a ``kl_bins`` histogram of |x| per channel."""
+    information (minimum KL divergence), on a ``kl_bins`` histogram of |x| per channel.
+
+    Per tensor, every cut point is scored (as ModelOpt's entropy calibrator does). Per channel,
+    cuts that cannot win (empty last bin) are skipped and, past a work budget of 2**23, each
+    channel scores at least 64 evenly spaced cuts, so many channels stay fast.
+    """
 
     def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         values = self.observed_values()
@@ -105,11 +140,16 @@ class KLObserver(StoredDataObserver):
         nq = self.num_quant_bins()
         if nq >= bins:
             return amax
-        candidates = bins - nq + 1
-        per_chunk = max(1, _CHUNK_ELEMENTS // (candidates * (nq + 1)))
         best = torch.empty(hist.shape[0], dtype=torch.long, device=hist.device)
-        for start in range(0, hist.shape[0], per_chunk):
-            kl = kl_divergence_by_threshold(hist[start:start + per_chunk], nq)
+        # Bound the work (channels x candidates x groups): per tensor every cut is scored;
+        # many channels get at least 64 evenly spaced cuts each.
+        per_channel_cap = max(64, _WORK_BUDGET // (hist.shape[0] * (nq + 1)))
+        kept = finite_candidates(hist, nq, per_channel_cap)  # [C, M]
+        rows = max(1, _CHUNK_ELEMENTS // (kept.shape[1] * (nq + 1)))
+        for start in range(0, hist.shape[0], rows):
+            chunk_kept = kept[start:start + rows]
+            kl = kl_divergence_by_threshold(hist[start:start + rows], nq, chunk_kept)
             # last minimum on ties (the widest range), as ModelOpt does
-            best[start:start + per_chunk] = candidates - 1 - torch.argmin(kl.flip(1), dim=1)
-        return amax * ((best + nq).to(amax.dtype) / bins)  # amax * (best + nq) may overflow
+            last_min = chunk_kept.shape[1] - 1 - torch.argmin(kl.flip(1), dim=1)
+            best[start:start + rows] = chunk_kept.gather(1, last_min.unsqueeze(1)).squeeze(1)
+        return amax * (best.to(amax.dtype) / bins)  # amax * best may overflow
