@@ -31,30 +31,18 @@ def abs_histogram(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.
     return counts.reshape(values.shape[0], bins), amax
 
 
-def finite_candidates(hist: torch.Tensor, num_quant_bins: int,
-                      max_candidates: int | None = None) -> torch.Tensor:
-    """Candidate bin counts i worth scoring, per channel: hist int64 [C, B] -> int64 [C, M].
+def useful_cuts(hist: torch.Tensor, num_quant_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut points worth scoring: hist int64 [C, B] -> (cuts int64 [C, S], counts [C]).
 
-    A cut at i with an empty bin i-1 but mass beyond it has Q = 0 where P > 0 (KL = +inf), so
-    only i with ``hist[i-1] > 0`` (and i = B) can win. With ``max_candidates``, rows with more
-    are thinned to that many evenly spaced candidates (the widest, i = B, always kept). Rows
-    are padded with B.
+    A cut at i (bins kept) with an empty bin i-1 but mass beyond it has Q = 0 where P > 0,
+    so KL = +inf: only i with ``hist[i-1] > 0`` (and i = B) can win. Row c lists its
+    ``counts[c]`` useful cuts first, in increasing order; the rest of the row is padding.
     """
-    channels, bins = hist.shape
+    bins = hist.shape[1]
     kept = torch.arange(num_quant_bins, bins + 1, device=hist.device)
     useful = (hist[:, kept - 1] > 0) | (kept == bins)  # [C, S]
-    counts = useful.sum(1)  # [C] >= 1
-    # stable sort puts useful candidates first, in increasing order of i
     order = torch.sort((~useful).to(torch.int8), dim=1, stable=True).indices
-    width = int(counts.max())
-    if max_candidates is not None and width > max_candidates:
-        steps = torch.arange(max_candidates, device=hist.device, dtype=torch.float64)
-        picks = (steps * (counts.unsqueeze(1) - 1) / (max_candidates - 1)).round().long()
-        order = torch.gather(order, 1, picks)  # evenly spaced; the last pick is the widest
-    else:
-        order = order[:, :width]
-    chosen = kept[order]
-    return torch.where(torch.gather(useful, 1, order), chosen, bins)
+    return kept[order], useful.sum(1)
 
 
 def kl_divergence_by_threshold(hist: torch.Tensor, num_quant_bins: int,
@@ -116,9 +104,9 @@ class KLObserver(StoredDataObserver):
     """Chooses the clip threshold |x| <= t whose quantized distribution loses the least
     information (minimum KL divergence), on a ``kl_bins`` histogram of |x| per channel.
 
-    Per tensor, every cut point is scored (as ModelOpt's entropy calibrator does). Per channel,
-    cuts that cannot win (empty last bin) are skipped and, past a work budget of 2**23, each
-    channel scores at least 64 evenly spaced cuts, so many channels stay fast.
+    Per tensor, every cut point is scored (as ModelOpt's entropy calibrator does). Cuts that
+    cannot win (empty last bin) are skipped; past a work budget of 2**23, many channels are
+    searched coarse-to-fine (evenly spaced cuts, then every cut around the best one).
     """
 
     def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,6 +121,18 @@ class KLObserver(StoredDataObserver):
         full = self.bit_type.num_levels
         return full if one_sided and not self.config.is_symmetric else full // 2
 
+    @staticmethod
+    def _best_position(hist, nq, cuts, positions) -> torch.Tensor:
+        """Index into ``positions`` [C, M] (columns of ``cuts``) of each row's minimum KL,
+        the last one on ties (the widest range), as ModelOpt does."""
+        best = torch.empty(hist.shape[0], dtype=torch.long, device=hist.device)
+        rows = max(1, _CHUNK_ELEMENTS // (positions.shape[1] * (nq + 1)))
+        for start in range(0, hist.shape[0], rows):
+            kept = cuts[start:start + rows].gather(1, positions[start:start + rows])
+            kl = kl_divergence_by_threshold(hist[start:start + rows], nq, kept)
+            best[start:start + rows] = kept.shape[1] - 1 - torch.argmin(kl.flip(1), dim=1)
+        return best
+
     def compute_threshold(self, values: torch.Tensor) -> torch.Tensor:
         """values [C, N] -> clip threshold t [C]."""
         bins = self.config.kl_bins
@@ -140,16 +140,20 @@ class KLObserver(StoredDataObserver):
         nq = self.num_quant_bins()
         if nq >= bins:
             return amax
-        best = torch.empty(hist.shape[0], dtype=torch.long, device=hist.device)
-        # Bound the work (channels x candidates x groups): per tensor every cut is scored;
-        # many channels get at least 64 evenly spaced cuts each.
-        per_channel_cap = max(64, _WORK_BUDGET // (hist.shape[0] * (nq + 1)))
-        kept = finite_candidates(hist, nq, per_channel_cap)  # [C, M]
-        rows = max(1, _CHUNK_ELEMENTS // (kept.shape[1] * (nq + 1)))
-        for start in range(0, hist.shape[0], rows):
-            chunk_kept = kept[start:start + rows]
-            kl = kl_divergence_by_threshold(hist[start:start + rows], nq, chunk_kept)
-            # last minimum on ties (the widest range), as ModelOpt does
-            last_min = chunk_kept.shape[1] - 1 - torch.argmin(kl.flip(1), dim=1)
-            best[start:start + rows] = chunk_kept.gather(1, last_min.unsqueeze(1)).squeeze(1)
+        cuts, counts = useful_cuts(hist, nq)
+        # Bound the work (channels x cuts x groups). Per tensor every useful cut is scored;
+        # with many channels, first every k-th cut, then all cuts around the coarse winner.
+        cap = max(64, _WORK_BUDGET // (hist.shape[0] * (nq + 1)))
+        positions = torch.arange(int(counts.max()), device=hist.device).expand(len(counts), -1)
+        if positions.shape[1] > cap:
+            steps = torch.arange(cap, device=hist.device, dtype=torch.float64)
+            coarse = (steps * (counts.unsqueeze(1) - 1) / (cap - 1)).round().long()  # [C, cap]
+            pick = self._best_position(hist, nq, cuts, coarse)
+            lo = coarse.gather(1, (pick - 1).clamp(min=0).unsqueeze(1))
+            hi = coarse.gather(1, (pick + 1).clamp(max=cap - 1).unsqueeze(1))
+            window = torch.arange(int((hi - lo).max()) + 1, device=hist.device)
+            positions = torch.minimum(lo + window, hi)  # [C, W], padded with the last
+        positions = torch.minimum(positions, (counts - 1).unsqueeze(1))
+        best = cuts.gather(1, positions.gather(
+            1, self._best_position(hist, nq, cuts, positions).unsqueeze(1))).squeeze(1)
         return amax * (best.to(amax.dtype) / bins)  # amax * best may overflow

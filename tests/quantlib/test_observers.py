@@ -302,3 +302,39 @@ def test_tensor_quantiles_select_exactly_like_numpy(kind):
     qs = [0.0, 1e-4, 0.01, 0.5, 0.99, 0.9999, 1.0]
     expected = np.quantile(x.numpy(), qs).astype(np.float32)
     np.testing.assert_allclose(tensor_quantiles(x, qs).numpy(), expected, rtol=1e-6)
+
+
+def test_per_channel_kl_work_cap_costs_little_accuracy(monkeypatch):
+    """Thinning each channel's cuts to 64 (the work cap) must stay within 0.3 dB of scoring
+    every cut."""
+    import quantlib.observers.kl as kl
+
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(32, 20_000, generator=gen) * torch.rand(32, 1, generator=gen).add(0.5)
+    x = x.sign() * x.abs().pow(1.5)
+    cfg = make_config("KLObserver", "channel_wise")
+    out = []
+    for budget in (1, 2**40):  # 1 -> the 64-cut floor applies; 2**40 -> every cut
+        monkeypatch.setattr(kl, "_WORK_BUDGET", budget)
+        obs = build_observer(cfg)
+        obs.update(x)
+        scale, zero = obs.get_quantization_params()
+        out.append(qsnr(x, fake_quantize(x, scale, zero, cfg.bit_type, 0)))
+    assert out[0] == pytest.approx(out[1], abs=0.3)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_omse_coarse_to_fine_matches_exhaustive_search(bits, monkeypatch):
+    import quantlib.observers.omse as omse
+
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(600, 256, generator=gen) * torch.rand(1, 256, generator=gen).add(0.2)
+    cfg = make_config("OmseObserver", "channel_wise", bits=bits)
+    ranges = []
+    for work in (1, 2**60):  # 1 -> always coarse-to-fine; 2**60 -> always exhaustive
+        monkeypatch.setattr(omse, "_EXHAUSTIVE_WORK", work)
+        obs = build_observer(cfg, channel_axis=-1)
+        obs.update(x)
+        ranges.append(obs.compute_range()[1])
+    agree = (ranges[0] == ranges[1]).double().mean()
+    assert agree >= 0.97  # the same ratio for (nearly) every channel

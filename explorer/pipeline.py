@@ -1,0 +1,278 @@
+"""Pure pipeline: configs + sample-data settings -> everything the explorer draws.
+
+No Streamlit here. `run_pipeline` builds a `QuantLinear` on seeded sample data, calibrates it
+(reporting progress through a callback), computes the qparams, runs one quantized forward on a
+held-out evaluation batch and collects small, bounded results: statistics, server-side
+histograms, block-aggregated error maps, per-channel clip ranges and timings. `build_figures`
+turns a `PipelineResult` into Plotly figures. A compare view (several configs on the same data)
+calls `make_sample_data` once and `run_pipeline(..., data=...)` per config.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+
+import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from explorer import samples
+from explorer.figures import (
+    MAX_HEATMAP_SIDE,
+    block_reduce,
+    make_block_heatmap,
+    make_histogram_figure,
+    make_memory_figure,
+    make_per_channel_figure,
+    make_timing_figure,
+)
+from quantlib.quant_config import QuantConfig
+from quantlib.quant_linear import QuantLinear
+
+TENSORS = ("weight", "output", "activation")  # the loader's result keys
+TENSOR_TITLES = {"weight": "Weight", "output": "Output", "activation": "Input activation"}
+LEVEL_GRID_MAX_BITS = 6
+LAYER_NAME = "explorer.linear"
+
+ProgressCallback = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """What sample data to build: layer shape, seed, weight/input distributions, batches."""
+
+    in_features: int = 768
+    out_features: int = 768
+    seed: int = 0
+    weight_source: str = "Kaiming init"
+    input_source: str = "Gaussian"
+    num_batches: int = 8
+    batch_size: int = 256
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SampleData:
+    """Seeded tensors: ``weight`` [out, in], ``bias`` [out], ``calibration`` (num_batches
+    tensors [batch, in]) and a held-out ``eval_batch`` [batch, in]."""
+
+    settings: DataSettings
+    weight: torch.Tensor
+    bias: torch.Tensor
+    calibration: tuple[torch.Tensor, ...]
+    eval_batch: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ErrorMap:
+    """``mean |error|`` over blocks of ``row_block`` x ``col_block`` of a ``shape`` matrix;
+    ``blocks`` is [ceil(R/row_block), ceil(C/col_block)], at most 256 x 256."""
+
+    blocks: torch.Tensor
+    row_block: int
+    col_block: int
+    shape: tuple[int, int]
+    row_label: str
+    col_label: str
+
+
+@dataclass(frozen=True)
+class TensorResult:
+    """One quantized tensor (weight, output or input activation).
+
+    ``scale``/``zero_point`` are [C] (channel_wise) or [1]; ``clip_lo``/``clip_hi`` are the
+    representable range expanded to [C] channels (out for weight/output, in for activation).
+    ``statistics``/``histogram`` are the profiler's (None when ``enable_profiler`` is false);
+    ``levels`` [2**bits] is the dequantized grid of channel ``level_channel`` (the widest), kept
+    only for <= 6 bits.
+    """
+
+    name: str
+    config: QuantConfig
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+    clip_lo: torch.Tensor
+    clip_hi: torch.Tensor
+    statistics: dict | None
+    histogram: dict | None
+    error_map: ErrorMap
+    levels: torch.Tensor | None
+    level_channel: int | None
+    time_ms: dict[str, float]
+    memory: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """Everything the panels draw for one config on one data set; all fields are small."""
+
+    settings: DataSettings
+    tensors: dict[str, TensorResult]
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+def make_sample_data(settings: DataSettings) -> SampleData:
+    """Build the seeded weight, bias, calibration batches and eval batch for ``settings``.
+
+    Raises ``ValueError`` (naming the setting) for unknown sources or sizes over the caps.
+    """
+    s = settings
+    weight = samples.make_weight(s.weight_source, s.out_features, s.in_features, s.seed)
+    bias = samples.make_bias(s.out_features, s.in_features, s.seed)
+    calibration = samples.make_calibration_batches(
+        s.input_source, s.num_batches, s.batch_size, s.in_features, s.seed
+    )
+    eval_batch = samples.make_eval_batch(s.input_source, s.batch_size, s.in_features, s.seed)
+    return SampleData(s, weight, bias, tuple(calibration), eval_batch)
+
+
+def run_pipeline(
+    configs: Mapping[str, QuantConfig | None],
+    settings: DataSettings,
+    progress: ProgressCallback | None = None,
+    data: SampleData | None = None,
+) -> PipelineResult:
+    """Build, calibrate, quantize and profile one QuantLinear.
+
+    ``configs`` is the loader's ``{'weight', 'output', 'activation'}`` (activation may be None
+    or absent). ``data`` defaults to ``make_sample_data(settings)``. ``progress(fraction,
+    text)`` is called as calibration proceeds (fraction in [0, 1]).
+    """
+    report = progress or (lambda fraction, text: None)
+    stage_ms: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stage_ms[stage] = (now - clock) * 1e3
+        clock = now
+
+    if data is None:
+        report(0.0, "Generating sample data")
+        data = make_sample_data(settings)
+    lap("sample data")
+    act_config = configs.get("activation")
+    weight_config = configs["weight"]
+    report(0.0, f"Quantizing the weight ({weight_config.observer_type}, "
+                f"{weight_config.calibration_mode})")
+    linear = nn.Linear(settings.in_features, settings.out_features)
+    with torch.no_grad():
+        linear.weight.copy_(data.weight)
+        linear.bias.copy_(data.bias)
+    layer = QuantLinear(linear, out_config=configs["output"], weight_config=weight_config,
+                        layer_name=LAYER_NAME, act_config=act_config)
+    lap("build + quantize weight")
+    total = len(data.calibration)
+    for index, batch in enumerate(data.calibration):
+        report(index / (total + 1), f"Calibrating batch {index + 1}/{total}")
+        layer.calibration(batch)
+    lap("calibrate")
+    report(total / (total + 1),
+           f"Computing output qparams ({configs['output'].observer_type}) and evaluating")
+    layer.compute_output_quant_params()
+    layer.mode = "quantized"
+    with torch.no_grad():
+        quantized_output = layer(data.eval_batch)
+        fp32_output = F.linear(data.eval_batch, layer.weight, layer.bias)
+    lap("qparams + quantized forward")
+    profiles = layer.get_profiling_results()
+    tensors = {
+        "weight": _tensor_result(
+            "weight", layer.weight_config, layer.weight_quantizer, profiles.get("weight"),
+            layer.dequant_weight - layer.weight, ("output channel", "input feature"),
+            settings.out_features),
+        "output": _tensor_result(
+            "output", layer.out_config, layer.output_quantizer, profiles.get("output"),
+            quantized_output - fp32_output, ("eval sample", "output channel"),
+            settings.out_features),
+    }
+    if act_config is not None:
+        with torch.no_grad():
+            input_error = layer.input_quantizer(data.eval_batch) - data.eval_batch
+        tensors["activation"] = _tensor_result(
+            "activation", act_config, layer.input_quantizer, profiles.get("activation"),
+            input_error, ("eval sample", "input feature"), settings.in_features)
+    lap("collect results")
+    report(1.0, "Done")
+    return PipelineResult(settings, tensors, stage_ms)
+
+
+def build_figures(result: PipelineResult) -> dict[str, go.Figure]:
+    """Plotly figures for a result, keyed ``<tensor>_histogram``, ``<tensor>_error``,
+    ``<tensor>_channels``, ``timing`` and ``memory``. Histograms are skipped for tensors whose
+    profiler is disabled."""
+    figures: dict[str, go.Figure] = {}
+    for name, tensor in result.tensors.items():
+        title = TENSOR_TITLES[name]
+        bits = tensor.config.bit_type.name
+        if tensor.histogram is not None:
+            figures[f"{name}_histogram"] = make_histogram_figure(
+                tensor.histogram, f"{title} values: fp32 vs dequantized ({bits})",
+                levels=tensor.levels, log_y=True)
+        error = tensor.error_map
+        figures[f"{name}_error"] = make_block_heatmap(
+            error.blocks, error.row_block, error.col_block, error.shape,
+            f"{title} quantization error", error.row_label, error.col_label)
+        qsnr = None if tensor.statistics is None else tensor.statistics["per_channel_qsnr"]
+        if qsnr is not None and qsnr.numel() == tensor.clip_lo.numel():
+            figures[f"{name}_channels"] = make_per_channel_figure(
+                qsnr, tensor.clip_lo, tensor.clip_hi, f"{title}: per-channel QSNR and clip range")
+    timing = {TENSOR_TITLES[n]: {_stage_label(stage): ms for stage, ms in t.time_ms.items()}
+              for n, t in result.tensors.items() if t.time_ms}
+    timing["explorer pipeline"] = result.stage_ms
+    figures["timing"] = make_timing_figure(timing)
+    figures["memory"] = make_memory_figure(
+        {TENSOR_TITLES[n]: t.memory for n, t in result.tensors.items() if t.memory})
+    return figures
+
+
+def config_key(configs: Mapping[str, QuantConfig | None]) -> tuple:
+    """A hashable, order-independent key for a set of configs (their YAML-ready dicts)."""
+    return tuple(
+        (name, None if configs.get(name) is None else _freeze(configs[name].to_dict()))
+        for name in TENSORS
+    )
+
+
+def _tensor_result(name, config, quantizer, profile, error, labels, channels) -> TensorResult:
+    scale, zero_point = quantizer.scale.clone(), quantizer.zero_point.clone()
+    clip_lo, clip_hi = (t.reshape(-1).expand(channels).clone() if t.numel() == 1
+                        else t.reshape(-1).clone() for t in quantizer.clip_range())
+    levels = level_channel = None
+    if config.bit_type.bits <= LEVEL_GRID_MAX_BITS:
+        level_channel = int(scale.argmax())
+        levels = quantizer.levels(level_channel)
+    blocks, row_block, col_block = block_reduce(_as_2d(error), MAX_HEATMAP_SIDE, "mean")
+    error_map = ErrorMap(blocks, row_block, col_block, tuple(_as_2d(error).shape), *labels)
+    profile = profile or {}
+    return TensorResult(
+        name=name, config=config, scale=scale, zero_point=zero_point,
+        clip_lo=clip_lo, clip_hi=clip_hi,
+        statistics=profile.get("statistics"), histogram=profile.get("histogram"),
+        error_map=error_map, levels=levels, level_channel=level_channel,
+        time_ms=dict(profile.get("time", {})), memory=dict(profile.get("memory", {})),
+    )
+
+
+def _stage_label(stage: str) -> str:
+    """``calibration_ms`` -> ``calibration``: the axis already says ms."""
+    return stage.removesuffix("_ms").replace("_", " ")
+
+
+def _as_2d(error: torch.Tensor) -> torch.Tensor:
+    return error.reshape(-1, error.shape[-1]) if error.dim() != 2 else error
+
+
+def _freeze(value):
+    if isinstance(value, dict):
+        return tuple((k, _freeze(v)) for k, v in value.items())
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return value
