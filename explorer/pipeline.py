@@ -159,29 +159,12 @@ def run_pipeline(
         data = make_sample_data(settings)
     lap("sample data")
     act_config = configs.get("activation")
-    weight_config = configs["weight"]
-    report(0.0, f"Quantizing the weight ({weight_config.observer_type}, "
-                f"{weight_config.calibration_mode})")
-    linear = nn.Linear(settings.in_features, settings.out_features)
-    with torch.no_grad():
-        linear.weight.copy_(data.weight)
-        linear.bias.copy_(data.bias)
-    layer = QuantLinear(linear, out_config=configs["output"], weight_config=weight_config,
-                        layer_name=LAYER_NAME, act_config=act_config)
-    lap("build + quantize weight")
-    total = len(data.calibration)
-    for index, batch in enumerate(data.calibration):
-        report(index / (total + 1), f"Calibrating batch {index + 1}/{total}")
-        layer.calibration(batch)
-    lap("calibrate")
-    report(total / (total + 1),
-           f"Computing output qparams ({configs['output'].observer_type}) and evaluating")
-    layer.compute_output_quant_params()
-    layer.mode = "quantized"
+    layer = build_layer(configs, data, report)
+    lap("build, calibrate, qparams")
     with torch.no_grad():
         quantized_output = layer(data.eval_batch)
         fp32_output = F.linear(data.eval_batch, layer.weight, layer.bias)
-    lap("qparams + quantized forward")
+    lap("quantized forward")
     profiles = layer.get_profiling_results()
     tensors = {
         "weight": _tensor_result(
@@ -202,6 +185,32 @@ def run_pipeline(
     lap("collect results")
     report(1.0, "Done")
     return PipelineResult(settings, tensors, stage_ms)
+
+
+def build_layer(configs: Mapping[str, QuantConfig | None], data: SampleData,
+                progress: ProgressCallback | None = None) -> QuantLinear:
+    """The QuantLinear for ``data``'s weight, calibrated on its batches, with qparams computed
+    and ``mode = "quantized"``; no quantized forward has run yet."""
+    report = progress or (lambda fraction, text: None)
+    settings = data.settings
+    linear = nn.Linear(settings.in_features, settings.out_features)
+    with torch.no_grad():
+        linear.weight.copy_(data.weight)
+        linear.bias.copy_(data.bias)
+    weight_config = configs["weight"]
+    report(0.0, f"Quantizing the weight ({weight_config.observer_type}, "
+                f"{weight_config.calibration_mode})")
+    layer = QuantLinear(linear, out_config=configs["output"], weight_config=weight_config,
+                        layer_name=LAYER_NAME, act_config=configs.get("activation"))
+    total = len(data.calibration)
+    for index, batch in enumerate(data.calibration):
+        report(index / (total + 1), f"Calibrating batch {index + 1}/{total}")
+        layer.calibration(batch)
+    report(total / (total + 1),
+           f"Computing output qparams ({configs['output'].observer_type}) and evaluating")
+    layer.compute_output_quant_params()
+    layer.mode = "quantized"
+    return layer
 
 
 def build_figures(result: PipelineResult) -> dict[str, go.Figure]:
