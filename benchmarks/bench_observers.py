@@ -88,7 +88,7 @@ def numpy_percentile(x: torch.Tensor):
     return run
 
 
-def bench_size(n: int, heavy_peers: bool) -> list[list[object]]:
+def bench_size(n: int, heavy_peers: bool) -> tuple[list[list[object]], dict]:
     x = make_tensor(n)
     label = f"{n / 1e6:g}M"
     cases = [
@@ -125,33 +125,45 @@ def bench_size(n: int, heavy_peers: bool) -> list[list[object]]:
             vs = f"{seconds / ref_s:.1f}x our time; clip {100 * (clip / ref_clip - 1):+.1f}%"
         rows.append([label, name, f"{seconds * 1e3:.1f}", f"{clip:.4f}", vs])
         print(f"  {label} {name}: {seconds * 1e3:.1f} ms, clip {clip:.4f}", file=sys.stderr)
-    return rows
+    return rows, results
 
 
-def bench_percentile_vs_kthvalue(n: int) -> list[object]:
+def bench_percentile_vs_kthvalue(n: int) -> tuple[list[object], float]:
     x = make_tensor(n)
     t_ours = best_time(ours("PercentileObserver", x, percentile_alpha=0.9999), 1, 0)
     k = int(0.9999 * (n - 1)) + 1
     t_kth = best_time(lambda: torch.kthvalue(x, k), 1, 0)
-    return [f"{n / 1e6:g}M", f"{t_ours * 1e3:.0f}", f"{t_kth * 1e3:.0f}", f"{t_ours / t_kth:.2f}"]
+    row = [f"{n / 1e6:g}M", f"{t_ours * 1e3:.0f}", f"{t_kth * 1e3:.0f}", f"{t_ours / t_kth:.2f}"]
+    return row, t_ours / t_kth
 
 
-def main(argv=None) -> str:
+def run(sizes: list[int], kth_size: int) -> tuple[str, dict]:
+    """All observer tables; metrics: per size the {name: (seconds, clip)} results, and the
+    Percentile / kthvalue time ratio."""
+    rows, metrics = [], {}
+    for n in sizes:
+        size_rows, results = bench_size(n, heavy_peers=n <= 16_000_000)
+        rows += size_rows
+        metrics[n] = results
+    out = print_table("Observers (update + qparams, one tensor, per tensor int8)",
+                      ["N", "observer", "ms", "clip (amax)", "vs peer"], rows)
+    row, ratio = bench_percentile_vs_kthvalue(kth_size)
+    out += print_table("PercentileObserver (both tails) vs one torch.kthvalue",
+                       ["N", "ours ms", "kthvalue ms", "ratio"], [row])
+    metrics["percentile_vs_kthvalue"] = ratio
+    return out, metrics
+
+
+def parse_size(text: str) -> int:
+    return int(float(text.rstrip("M")) * 1e6)
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1M,16M,64M")
     parser.add_argument("--kth-size", default="100M")
     args = parser.parse_args(argv)
-    sizes = [int(float(s.rstrip("M")) * 1e6) for s in args.sizes.split(",")]
-    rows = []
-    for n in sizes:
-        rows += bench_size(n, heavy_peers=n <= 16_000_000)
-    out = print_table("Observers (update + qparams, one tensor, per tensor int8)",
-                      ["N", "observer", "ms", "clip (amax)", "vs peer"], rows)
-    kth_n = int(float(args.kth_size.rstrip("M")) * 1e6)
-    out += print_table("PercentileObserver vs one torch.kthvalue",
-                       ["N", "ours ms", "kthvalue ms", "ratio"],
-                       [bench_percentile_vs_kthvalue(kth_n)])
-    return out
+    run([parse_size(s) for s in args.sizes.split(",")], parse_size(args.kth_size))
 
 
 if __name__ == "__main__":

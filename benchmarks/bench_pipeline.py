@@ -2,8 +2,9 @@
 
     python benchmarks/bench_pipeline.py
 
-Cycle = build QuantLinear (weight observed + quantized) -> calibrate -> output qparams ->
-quantized forward (profiled against fp32) -> results -> figures. The raw floor does the same
+Cycle = the explorer's pipeline: build QuantLinear (weight observed + quantized) -> calibrate
+-> output qparams -> quantized forward (profiled against fp32) -> results -> Plotly figures
+serialised to JSON. The raw floor does the same
 math with bare torch: per-channel aminmax, torch.fake_quantize_per_channel_affine for weight and
 output, two F.linear (fp32 and quantized) and the float64 error sums.
 """
@@ -23,11 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import best_time, print_table  # noqa: E402
-from explorer import figures  # noqa: E402
+from explorer.pipeline import DataSettings, SampleData, build_figures, run_pipeline  # noqa: E402
 from quantlib.bit_type import BitType  # noqa: E402
 from quantlib.config_loader import load_config_from_yaml  # noqa: E402
 from quantlib.quant_config import QuantConfig  # noqa: E402
-from quantlib.quant_linear import QuantLinear  # noqa: E402
 
 MINMAX = QuantConfig(calibration_mode="channel_wise", bit_type=BitType(8, True))
 SCENARIOS = {
@@ -50,36 +50,19 @@ def configs_for(kind: str):
     return MINMAX, MINMAX
 
 
-def build_figures(layer: QuantLinear, eval_out_error: torch.Tensor) -> list:
-    res = layer.get_profiling_results()
-    w_err = layer.dequant_weight - layer.weight
-    figs = [
-        figures.make_histogram_figure(res["weight"]["histogram"], "weight"),
-        figures.make_histogram_figure(res["output"]["histogram"], "output"),
-        figures.make_error_heatmap(w_err, "weight error", "out", "in"),
-        figures.make_error_heatmap(eval_out_error, "output error", "sample", "out"),
-        figures.make_per_channel_figure(res["weight"]["statistics"]["per_channel_qsnr"],
-                                        *layer.weight_quantizer.clip_range(), "weight"),
-        figures.make_per_channel_figure(res["output"]["statistics"]["per_channel_qsnr"],
-                                        None, None, "output"),
-        figures.make_timing_figure({k: v["time"] for k, v in res.items()}),
-        figures.make_memory_figure({k: v["memory"] for k, v in res.items()}),
-    ]
-    return figs
-
-
 def quantlib_cycle(linear, calib, eval_x, kind, with_figures=True):
+    """build -> calibrate -> qparams -> quantized forward -> profile (-> explorer figures)."""
     w_cfg, o_cfg = configs_for(kind)
-    layer = QuantLinear(linear, o_cfg, w_cfg, "bench")
-    for x in calib:
-        layer.calibration(x)
-    layer.compute_output_quant_params()
-    layer.mode = "quantized"
-    y = layer(eval_x)
-    if with_figures:
-        ref = F.linear(eval_x, layer.weight, layer.bias)
-        return build_figures(layer, y - ref)
-    return layer.get_profiling_results()
+    configs = {"weight": w_cfg, "output": o_cfg, "activation": None}
+    out_f, in_f = linear.weight.shape
+    settings = DataSettings(in_features=in_f, out_features=out_f, num_batches=len(calib),
+                            batch_size=calib[0].shape[0])
+    data = SampleData(settings, linear.weight.detach(), linear.bias.detach(), tuple(calib),
+                      eval_x)
+    result = run_pipeline(configs, settings, data=data)
+    if not with_figures:
+        return result
+    return [fig.to_json() for fig in build_figures(result).values()]
 
 
 def raw_floor(linear, calib, eval_x):
@@ -103,8 +86,8 @@ def raw_floor(linear, calib, eval_x):
     return w_err, (y - ref).pow(2).sum(dtype=torch.float64), ref.pow(2).sum(dtype=torch.float64)
 
 
-def bench_cycles() -> str:
-    rows, payload_rows = [], []
+def bench_cycles() -> tuple[str, dict]:
+    rows, payload_rows, metrics = [], [], {}
     for name, (out_f, in_f, batches, tokens, kind) in SCENARIOS.items():
         torch.manual_seed(0)
         linear = nn.Linear(in_f, out_f)
@@ -115,17 +98,17 @@ def bench_cycles() -> str:
         floor = best_time(lambda a=args: raw_floor(*a), repeat=3)
         rows.append([name, f"{ours * 1e3:.0f}", f"{lib_only * 1e3:.0f}", f"{floor * 1e3:.0f}",
                      f"{ours / floor:.2f}x", f"{lib_only / floor:.2f}x"])
-        figs = quantlib_cycle(linear, calib, eval_x, kind)
-        sizes = [figures.figure_payload_bytes(f) for f in figs]
-        payload_rows.append([name, " / ".join(f"{s / 1024:.0f}" for s in sizes),
-                             f"{sum(sizes) / 1024:.0f}", f"{max(sizes) / 1024:.0f}"])
-    out = print_table("Full cycle vs raw torch floor",
-                      ["scenario", "cycle + figures ms", "quantlib only ms", "raw floor ms",
-                       "ratio (with figures)", "ratio (quantlib)"], rows)
-    out += print_table("Figure JSON payload (KiB): weight hist / output hist / weight err map / "
-                       "output err map / weight per-channel / output per-channel / time / memory",
-                       ["scenario", "per figure", "total", "largest"], payload_rows)
-    return out
+        sizes = [len(j) for j in quantlib_cycle(linear, calib, eval_x, kind)]
+        payload_rows.append([name, f"{len(sizes)}", f"{sum(sizes) / 1024:.0f}",
+                             f"{max(sizes) / 1024:.0f}"])
+        metrics[name] = {"cycle_s": ours, "floor_s": floor, "ratio": ours / floor,
+                         "payload_total": sum(sizes), "payload_max": max(sizes)}
+    out = print_table("Full cycle vs raw torch floor (median of 3)",
+                      ["scenario", "cycle + figures ms", "without figures ms", "raw floor ms",
+                       "ratio (with figures)", "ratio (without)"], rows)
+    out += print_table("Figure JSON payload", ["scenario", "figures", "total KiB",
+                                                "largest KiB"], payload_rows)
+    return out, metrics
 
 
 PEAK_SCRIPT = """
@@ -143,7 +126,7 @@ print(json.dumps({{"base_kib": base, "peak_kib": peak}}))
 """
 
 
-def bench_memory() -> str:
+def bench_memory() -> tuple[str, float]:
     """Peak RSS growth of one 4096x4096 cycle in a fresh process, against its tensors."""
     proc = subprocess.run([sys.executable, "-c", PEAK_SCRIPT.format(root=str(ROOT))],
                           capture_output=True, text=True, check=True)
@@ -152,14 +135,16 @@ def bench_memory() -> str:
     # weight: fp32, int32 codes, dequantized; activations [2048, 4096]: calibration input,
     # eval input, fp32 output, quantized output
     tensors = 4096 * 4096 * 4 * 3 + 2048 * 4096 * 4 * 4
-    return print_table("Peak memory of the 4096x4096 / 2048-token cycle",
-                       ["tensors involved MiB", "peak RSS growth MiB", "ratio"],
-                       [[f"{tensors / 2**20:.0f}", f"{grown / 2**20:.0f}",
-                         f"{grown / tensors:.2f}x"]])
+    table = print_table("Peak memory of the 4096x4096 / 2048-token cycle",
+                        ["tensors involved MiB", "peak RSS growth MiB", "ratio"],
+                        [[f"{tensors / 2**20:.0f}", f"{grown / 2**20:.0f}",
+                          f"{grown / tensors:.2f}x"]])
+    return table, grown / tensors
 
 
-def main() -> str:
-    return bench_cycles() + bench_memory()
+def main() -> None:
+    bench_cycles()
+    bench_memory()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explorer import samples
+from explorer import data_sources, samples
+from explorer.digits_model import DigitsModel
 from explorer.figures import (
     MAX_HEATMAP_SIDE,
     block_reduce,
@@ -43,7 +44,13 @@ ProgressCallback = Callable[[float, str], None]
 
 @dataclass(frozen=True)
 class DataSettings:
-    """What sample data to build: layer shape, seed, weight/input distributions, batches."""
+    """What sample data to build: layer shape, seed, weight/input distributions, batches.
+
+    ``source`` (`explorer.data_sources.SOURCES`) picks synthetic tensors or a real layer:
+    ``model_layer`` of the trained digits MLP (``seed`` is its training seed), the uploaded
+    tensor ``upload_tensor`` of the file with SHA-256 ``upload_weight`` (optional calibration
+    inputs: ``upload_inputs``), or MiniLM's ``minilm_layer``. A real layer fixes the shape.
+    """
 
     in_features: int = 768
     out_features: int = 768
@@ -52,6 +59,12 @@ class DataSettings:
     input_source: str = "Gaussian"
     num_batches: int = 8
     batch_size: int = 256
+    source: str = "synthetic"
+    model_layer: str = "fc1"
+    minilm_layer: str = "encoder.layer.0.attention.self.query"
+    upload_weight: str = ""
+    upload_tensor: str = ""
+    upload_inputs: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -117,12 +130,21 @@ class PipelineResult:
     stage_ms: dict[str, float] = field(default_factory=dict)
 
 
-def make_sample_data(settings: DataSettings) -> SampleData:
-    """Build the seeded weight, bias, calibration batches and eval batch for ``settings``.
+def make_sample_data(settings: DataSettings,
+                     uploads: Mapping[str, data_sources.UploadedTensors] | None = None,
+                     digits: DigitsModel | None = None) -> SampleData:
+    """Build the weight, bias, calibration batches and eval batch for ``settings``.
 
-    Raises ``ValueError`` (naming the setting) for unknown sources or sizes over the caps.
+    Synthetic data is seeded; real sources come from `explorer.data_sources` (``uploads`` maps
+    upload digests to parsed files, ``digits`` is the trained model for ``settings.seed``), and
+    their data's settings carry the layer's real shape. Raises ``ValueError`` (naming the
+    setting) for unknown sources, sizes over the caps or unusable uploads.
     """
     s = settings
+    if s.source != "synthetic":
+        real = data_sources.make_source_data(s, uploads, digits)
+        return SampleData(real.settings, real.weight, real.bias, real.calibration,
+                          real.eval_batch)
     weight = samples.make_weight(s.weight_source, s.out_features, s.in_features, s.seed)
     bias = samples.make_bias(s.out_features, s.in_features, s.seed)
     calibration = samples.make_calibration_batches(
@@ -157,6 +179,7 @@ def run_pipeline(
     if data is None:
         report(0.0, "Generating sample data")
         data = make_sample_data(settings)
+    settings = data.settings  # a real source's data carries the layer's real shape
     lap("sample data")
     act_config = configs.get("activation")
     layer = build_layer(configs, data, report)
@@ -193,10 +216,10 @@ def build_layer(configs: Mapping[str, QuantConfig | None], data: SampleData,
     and ``mode = "quantized"``; no quantized forward has run yet."""
     report = progress or (lambda fraction, text: None)
     settings = data.settings
-    linear = nn.Linear(settings.in_features, settings.out_features)
-    with torch.no_grad():
-        linear.weight.copy_(data.weight)
-        linear.bias.copy_(data.bias)
+    # No random init and no copy: QuantLinear takes its own copy of the weight.
+    linear = nn.utils.skip_init(nn.Linear, settings.in_features, settings.out_features)
+    linear.weight = nn.Parameter(data.weight, requires_grad=False)
+    linear.bias = nn.Parameter(data.bias, requires_grad=False)
     weight_config = configs["weight"]
     report(0.0, f"Quantizing the weight ({weight_config.observer_type}, "
                 f"{weight_config.calibration_mode})")

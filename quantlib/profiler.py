@@ -81,43 +81,55 @@ class QuantProfiler:
                              f"{tuple(quantized.shape)} differ in shape")
         if reference.numel() == 0:
             return
-        for what, tensor in (("fp32 reference", reference), ("quantized tensor", quantized)):
-            if not bool(torch.isfinite(tensor).all()):
-                bad = int((~torch.isfinite(tensor)).sum())
-                raise ValueError(f"{self.name}: the {what} contains {bad} NaN/Inf value(s) "
-                                 "(float32 overflow?); the profiler needs finite values")
         ref = as_channels(reference.detach().float(), self.channel_axis)  # [C, N]
-        # Products in float64: squares of |x| > 1.8e19 overflow float32 (QSNR would be NaN).
-        f64 = torch.float64
-        ref64 = ref.to(f64)
-        deq64 = as_channels(quantized.detach(), self.channel_axis).to(f64)
-        err = deq64 - ref64
-        channel_signal = (ref64 * ref64).sum(dim=1)
-        channel_noise = (err * err).sum(dim=1)
-        stats = torch.stack([
-            channel_signal.sum(), channel_noise.sum(), err.abs().sum(),
-            (ref64 * deq64).sum(), (deq64 * deq64).sum(), err.abs().amax(),
-        ]).tolist()
-        for key, value in zip(self._sums, stats[:5]):
+        deq = as_channels(quantized.detach().float(), self.channel_axis)
+        ref_lo, ref_hi = torch.aminmax(ref)
+        deq_lo, deq_hi = torch.aminmax(deq)
+        extremes = torch.stack([ref_lo, ref_hi, deq_lo, deq_hi]).tolist()
+        if not all(math.isfinite(v) for v in extremes):
+            what = "fp32 reference" if not all(map(math.isfinite, extremes[:2])) else \
+                "quantized tensor"
+            raise ValueError(f"{self.name}: the {what} contains NaN/Inf values (float32 "
+                             "overflow?); the profiler needs finite values")
+        # Squares of |x| > 1.8e19 overflow float32: scale such tensors by a power of two
+        # (exact) and undo it on the float64 sums. Sums run in float32 (cascade summation)
+        # per channel, then accumulate in float64: no float64 copy of the tensor.
+        amax = max(abs(v) for v in extremes)
+        factor = 2.0 ** -(math.frexp(amax)[1] - 60) if amax > 2.0**60 else 1.0
+        if factor != 1.0:
+            ref, deq = ref * factor, deq * factor
+        err = deq - ref
+        unscale2 = 1.0 / (factor * factor)
+        channel_signal = (ref * ref).sum(dim=1).double() * unscale2
+        channel_noise = (err * err).sum(dim=1).double() * unscale2
+        abs_err = err.abs()
+        stats = torch.stack([(ref * deq).sum(), (deq * deq).sum(), abs_err.sum(),
+                             abs_err.amax()]).double().tolist()
+        sums = (float(channel_signal.sum()), float(channel_noise.sum()),
+                stats[2] / factor, stats[0] * unscale2, stats[1] * unscale2)
+        for key, value in zip(self._sums, sums):
             self._sums[key] += value
-        self._max_abs_error = max(self._max_abs_error, stats[5])
+        self._max_abs_error = max(self._max_abs_error, stats[3] / factor)
         lo, hi = clip_lo.float().reshape(-1, 1), clip_hi.float().reshape(-1, 1)
         half = torch.zeros_like(lo) if scale is None else scale.float().reshape(-1, 1) * HALF_STEP
         if lo.shape[0] not in (1, ref.shape[0]):  # per-tensor range but other channel axis
             lo, hi, half = lo.min().reshape(1, 1), hi.max().reshape(1, 1), half.max().reshape(1, 1)
-        self._clipped += int(((ref < lo - half) | (ref > hi + half)).sum())
+        low_edge, high_edge = (lo - half) * factor, (hi + half) * factor
+        self._clipped += int(((ref < low_edge) | (ref > high_edge)).sum())
         self._count += ref.numel()
         if self._channel_signal is None or self._channel_signal.shape != channel_signal.shape:
             self._channel_signal, self._channel_noise = channel_signal, channel_noise
         else:
             self._channel_signal = self._channel_signal + channel_signal
             self._channel_noise = self._channel_noise + channel_noise
-        self._update_histogram(ref64, deq64, float(lo.min()), float(hi.max()))
+        self._update_histogram(ref, deq, factor, extremes[0], extremes[1], float(lo.min()),
+                               float(hi.max()))
 
-    def _update_histogram(self, ref: torch.Tensor, deq: torch.Tensor, lo: float, hi: float):
+    def _update_histogram(self, ref: torch.Tensor, deq: torch.Tensor, factor: float,
+                          ref_min: float, ref_max: float, lo: float, hi: float) -> None:
+        """Add ``ref``/``deq`` (both multiplied by ``factor``) to the shared-bin counts."""
         if self._edges is None:
-            low = min(float(ref.min()), lo)
-            high = max(float(ref.max()), hi)
+            low, high = min(ref_min, lo), max(ref_max, hi)
             if high <= low:  # a constant tensor; the pad must survive rounding at 1e17+
                 pad = max(0.5, abs(high) * 2.0**-20)
                 low, high = low - pad, high + pad
@@ -125,10 +137,14 @@ class QuantProfiler:
             self._fp32_counts = torch.zeros(self.num_bins, dtype=torch.int64)
             self._quant_counts = torch.zeros(self.num_bins, dtype=torch.int64)
         self._clip_range = (lo, hi)
-        low, high = float(self._edges[0]), float(self._edges[-1])
-        per_unit = self.num_bins / (high - low)
+        low = float(self._edges[0]) * factor
+        per_unit = self.num_bins / ((float(self._edges[-1]) - float(self._edges[0])) * factor)
+        # float32 index math (overflow gives +-inf, which the clamp maps to the end bins),
+        # float64 only when the bin width itself is below float32's range (denormal data)
+        wide = per_unit > 2.0**100
         for values, counts in ((ref, self._fp32_counts), (deq, self._quant_counts)):
-            idx = ((values - low) * per_unit).floor().clamp_(0, self.num_bins - 1).long()
+            values = values.double() if wide else values
+            idx = ((values - low) * per_unit).clamp_(0, self.num_bins - 1).long()
             counts += torch.bincount(idx.reshape(-1), minlength=self.num_bins).cpu()
 
     def get_results(self) -> dict:

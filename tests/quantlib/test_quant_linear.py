@@ -99,7 +99,7 @@ def test_profiler_compares_against_true_fp32_output():
     assert stats["num_elements"] == ref.numel()
     assert stats["per_channel_qsnr"].shape == (48,)
     cos = F.cosine_similarity(ref.flatten().double(), got.flatten().double(), dim=0)
-    assert stats["cosine_similarity"] == pytest.approx(float(cos), abs=1e-9)
+    assert stats["cosine_similarity"] == pytest.approx(float(cos), abs=1e-6)  # float32 sums
 
 
 def test_profiling_result_sections():
