@@ -4,6 +4,14 @@
 - `cached_result(configs, settings, progress)`: the `PipelineResult` and its figures, keyed by
   the configs' field values (so comment or whitespace edits hit the cache) and the data
   settings. Tensors are never hashed.
+- `digits_model(seed)`: the trained digits MLP (2 seeds); `whole_model(configs, seed)`: its
+  `WholeModelSummary` with every Linear quantized, keyed by config values and seed. Uploads are
+  keyed by the digest of their bytes (computed once, at upload).
+- `cached_analysis(configs, settings)`: the Teach tab's calibrated layer and per-tensor
+  views (2 entries), keyed like the results.
+- `compare_run` / `compare_sweep` / `compare_clip_view`: the Compare tab's per-config runs
+  and bit-width sweeps (keyed by config values, data settings and widths) and its clip views;
+  the calibrated layers behind the sweeps (at most 4).
 
 The result cache is a small LRU held by ``st.cache_resource`` rather than an
 ``@st.cache_data`` function, because the pipeline reports progress to a progress bar drawn
@@ -19,6 +27,19 @@ from collections.abc import Hashable, Mapping
 import plotly.graph_objects as go
 import streamlit as st
 
+from explorer import state as S
+from explorer.compare import (
+    MAX_CONFIGS,
+    ConfigRun,
+    Sweep,
+    calibrate_config,
+    calibration_outputs,
+    sweep_layer,
+)
+from explorer.compare_clip import ClipView, clip_view
+from explorer.data_sources import UploadedTensors
+from explorer.digits_model import DigitsModel, load_or_train_digits_model
+from explorer.model_view import WholeModelSummary, run_whole_model
 from explorer.pipeline import (
     DataSettings,
     PipelineResult,
@@ -29,6 +50,7 @@ from explorer.pipeline import (
     make_sample_data,
     run_pipeline,
 )
+from explorer.teach_data import LayerAnalysis, build_analysis
 from quantlib.quant_config import QuantConfig
 
 SAMPLE_DATA_ENTRIES = 4
@@ -63,10 +85,18 @@ class BoundedLRU:
         return len(self._items)
 
 
-@st.cache_resource(max_entries=SAMPLE_DATA_ENTRIES, show_spinner=False)
 def sample_data(settings: DataSettings) -> SampleData:
-    """Seeded sample tensors for ``settings`` (shared, never mutated)."""
-    return make_sample_data(settings)
+    """Sample tensors for ``settings`` (shared, never mutated): seeded synthetic ones, or a
+    real layer (the digits model from `digits_model`, uploads from this session's state)."""
+    uploads = session_uploads() if settings.source == "upload" else None
+    digits = digits_model(settings.seed) if settings.source == "digits" else None
+    return _sample_data(settings, uploads, digits)
+
+
+@st.cache_resource(max_entries=SAMPLE_DATA_ENTRIES, show_spinner=False)
+def _sample_data(settings: DataSettings, _uploads, _digits) -> SampleData:
+    # The settings key it: they hold the upload digests and the digits seed.
+    return make_sample_data(settings, _uploads, _digits)
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
@@ -102,3 +132,191 @@ def clear_all() -> None:
     """Empty every cache (tests call this between cases)."""
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+# --- real data / whole model ---------------------------------------------------------------
+
+DIGITS_ENTRIES = 2
+WHOLE_MODEL_ENTRIES = 16
+_DIGITS_LOCK = threading.Lock()
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _digits_store() -> BoundedLRU:
+    return BoundedLRU(DIGITS_ENTRIES)
+
+
+def digits_cached(seed: int) -> bool:
+    """Whether the digits model for ``seed`` is already in memory."""
+    return _digits_store().get(seed) is not None
+
+
+def digits_model(seed: int, progress: ProgressCallback | None = None) -> DigitsModel:
+    """The trained digits MLP for ``seed``: from memory, else from the disk cache, else trained
+    (a few seconds, reported to ``progress``). One training at a time."""
+    store = _digits_store()
+    hit = store.get(seed)
+    if hit is None:
+        with _DIGITS_LOCK:
+            hit = store.get(seed)
+            if hit is None:
+                hit = load_or_train_digits_model(seed=seed, progress=progress)
+                store.put(seed, hit)
+    return hit
+
+
+def session_uploads(state=None) -> dict[str, UploadedTensors]:
+    """This session's parsed uploads (weight and inputs), keyed by digest."""
+    state = st.session_state if state is None else state
+    found = (state.get(S.UPLOAD_WEIGHT), state.get(S.UPLOAD_INPUTS))
+    return {upload.digest: upload for upload in found if upload is not None}
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _whole_model_store() -> BoundedLRU:
+    return BoundedLRU(WHOLE_MODEL_ENTRIES)
+
+
+def whole_model_key(configs: Mapping[str, QuantConfig | None], seed: int,
+                    sensitivity: bool) -> tuple:
+    return "whole model", config_key(configs), seed, sensitivity
+
+
+def lookup_whole_model(configs: Mapping[str, QuantConfig | None], seed: int,
+                       sensitivity: bool = True) -> WholeModelSummary | None:
+    """The cached whole-model summary, or None when it must be computed."""
+    return _whole_model_store().get(whole_model_key(configs, seed, sensitivity))
+
+
+def whole_model(configs: Mapping[str, QuantConfig | None], seed: int, sensitivity: bool = True,
+                progress: ProgressCallback | None = None) -> WholeModelSummary:
+    """Every Linear of the digits MLP (``seed``) quantized with ``configs`` (cached by the
+    configs' values, the seed and whether the per-layer sensitivity is included)."""
+    key = whole_model_key(configs, seed, sensitivity)
+    store = _whole_model_store()
+    hit = store.get(key)
+    if hit is None:
+        hit = run_whole_model(digits_model(seed), configs, sensitivity, progress)
+        store.put(key, hit)
+    return hit
+
+
+# --- teaching / sharing --------------------------------------------------------------------
+
+ANALYSIS_ENTRIES = 2  # each holds a calibrated layer (weight, codes, dequantized weight)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _analysis_store() -> BoundedLRU:
+    return BoundedLRU(ANALYSIS_ENTRIES)
+
+
+def cached_analysis(configs: Mapping[str, QuantConfig | None],
+                    settings: DataSettings) -> LayerAnalysis:
+    """The Teach tab's `LayerAnalysis` (a calibrated layer and what each quantizer saw) for
+    ``configs`` on ``settings``' data, keyed like `cached_result`."""
+    key = result_key(configs, settings)
+    store = _analysis_store()
+    hit = store.get(key)
+    if hit is None:
+        hit = build_analysis(configs, sample_data(settings))
+        store.put(key, hit)
+    return hit
+# --- end teaching / sharing ----------------------------------------------------------------
+
+
+# --- compare view ---------------------------------------------------------------------------
+# One entry per config (not per set of configs), so editing one config of a comparison reruns
+# only that one; identical configs share an entry. Keys are the configs' field values (comment
+# and whitespace edits hit), the data settings and, for sweeps, the swept widths. Runs, sweeps
+# and clip views are small; the calibrated layers (kept so a sweep need not recalibrate) hold
+# their observers' calibration data, so at most `MAX_CONFIGS` of them are kept.
+
+COMPARE_RUN_ENTRIES = 16
+COMPARE_VIEW_ENTRIES = 16
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _compare_store() -> BoundedLRU:
+    return BoundedLRU(2 * COMPARE_RUN_ENTRIES)  # runs and sweeps
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _compare_layers() -> BoundedLRU:
+    return BoundedLRU(MAX_CONFIGS)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _compare_view_store() -> BoundedLRU:
+    return BoundedLRU(COMPARE_VIEW_ENTRIES)
+
+
+def compare_key(configs: Mapping[str, QuantConfig | None], settings: DataSettings,
+                *extra) -> tuple:
+    return ("compare", config_key(configs), settings, *extra)
+
+
+def lookup_compare(configs: Mapping[str, QuantConfig | None], settings: DataSettings,
+                   bits: tuple[int, ...] | None = None) -> ConfigRun | Sweep | None:
+    """The cached run (``bits`` None) or sweep over ``bits``, or None when it must be
+    computed."""
+    extra = () if bits is None else ("sweep", tuple(bits))
+    return _compare_store().get(compare_key(configs, settings, *extra))
+
+
+def compare_run(configs: Mapping[str, QuantConfig | None], settings: DataSettings,
+                progress: ProgressCallback | None = None) -> ConfigRun:
+    """One config of the compare view calibrated on ``settings``' data and evaluated
+    (`compare.calibrate_config`), cached; its calibrated layer is kept for `compare_sweep`."""
+    key = compare_key(configs, settings)
+    store = _compare_store()
+    hit = store.get(key)
+    if hit is None:
+        layer, hit = calibrate_config(configs, sample_data(settings), progress)
+        _compare_layers().put(key, layer)
+        store.put(key, hit)
+    return hit
+
+
+def compare_sweep(configs: Mapping[str, QuantConfig | None], settings: DataSettings,
+                  bits: tuple[int, ...], progress: ProgressCallback | None = None) -> Sweep:
+    """The bit-width sweep of one config (`compare.sweep_layer`) from its calibrated layer,
+    cached; the layer is recalibrated once only if it has left the layer cache."""
+    key = compare_key(configs, settings, "sweep", tuple(bits))
+    store = _compare_store()
+    hit = store.get(key)
+    if hit is None:
+        data = sample_data(settings)
+        layer = _compare_layers().get(compare_key(configs, settings))
+        if layer is None:
+            layer = calibrate_config(configs, data)[0]
+            _compare_layers().put(compare_key(configs, settings), layer)
+        hit = sweep_layer(layer, data.eval_batch, bits, progress)
+        store.put(key, hit)
+    return hit
+
+
+@st.cache_resource(max_entries=SAMPLE_DATA_ENTRIES, show_spinner=False)
+def _calibration_outputs(settings: DataSettings, _data: SampleData):
+    return calibration_outputs(_data)
+
+
+def compare_clip_view(tensor: str, runs: Mapping[str, ConfigRun], settings: DataSettings,
+                      channel: int | None, scope: str) -> ClipView:
+    """`compare_clip.clip_view` of the weight or the calibration outputs for ``runs`` (name ->
+    `ConfigRun`), keyed by the names, the configs' values, the data settings and the channel."""
+    key = ("clip view", tensor, settings, channel,
+           tuple((name, config_key(run.configs)) for name, run in runs.items()))
+    store = _compare_view_store()
+    hit = store.get(key)
+    if hit is None:
+        data = sample_data(settings)
+        if tensor == "weight":
+            values, axis = data.weight, 0
+        else:
+            values, axis = _calibration_outputs(settings, data), -1
+        hit = clip_view(values, {name: run.tensors[tensor] for name, run in runs.items()},
+                        axis, channel, scope)
+        store.put(key, hit)
+    return hit
+# --- end compare view -----------------------------------------------------------------------

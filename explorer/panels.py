@@ -12,7 +12,7 @@ import math
 
 import streamlit as st
 
-from explorer import cache, samples
+from explorer import cache, data_panel, samples
 from explorer import state as S
 from explorer.pipeline import TENSOR_TITLES, DataSettings, PipelineResult
 from quantlib.config_loader import ConfigError
@@ -90,24 +90,25 @@ def render_sidebar(state) -> DataSettings:
             getattr(st, level)(message)
             state[S.CONFIG_NOTICE] = None
         st.header("Sample data")
+        shape_fixed = data_panel.render_source(state)  # real layers fix (and show) the shape
         limits = S.data_limits()
         left, right = st.columns(2)
         for column, name, label in ((left, "in_features", "In features"),
                                     (right, "out_features", "Out features")):
-            column.number_input(label, *limits[name], step=1, key=S.data_key(name))
+            column.number_input(label, *limits[name], step=1, key=S.data_key(name),
+                                disabled=shape_fixed)
         st.number_input("Seed", *limits["seed"], step=1, key=S.data_key("seed"))
-        st.selectbox("Weight source", samples.WEIGHT_SOURCES, key=S.data_key("weight_source"))
+        st.selectbox("Weight source", samples.WEIGHT_SOURCES, key=S.data_key("weight_source"),
+                     disabled=state[S.data_key("source")] != "synthetic")
         st.selectbox("Calibration input", samples.INPUT_SOURCES,
-                     key=S.data_key("input_source"))
+                     key=S.data_key("input_source"), disabled=data_panel.inputs_fixed(state))
         left, right = st.columns(2)
         left.number_input("Batches", *limits["num_batches"], step=1,
                           key=S.data_key("num_batches"))
         right.number_input("Batch size", *limits["batch_size"], step=1,
                            key=S.data_key("batch_size"))
         settings = S.data_settings(state)
-        st.caption(f"Calibration set: {settings.num_batches} × {settings.batch_size} × "
-                   f"{settings.in_features} values; a held-out batch of {settings.batch_size} "
-                   "rows is used for evaluation.")
+        st.caption(data_panel.data_caption(settings))
     return settings
 
 

@@ -14,12 +14,15 @@ import html
 import io
 import json
 import math
+import os
+import stat
 import sys
 from pathlib import Path
 
 from explorer import samples
+from explorer.digits_model import LINEAR_NAMES
 from explorer.pipeline import DataSettings, PipelineResult, build_figures, run_pipeline
-from quantlib.config_loader import ConfigError, load_config_from_string
+from quantlib.config_loader import MAX_CONFIG_BYTES, ConfigError, load_config_from_yaml
 
 METRICS = ("qsnr", "mse", "mae", "max_abs_error", "cosine_similarity", "clip_fraction",
            "num_elements")
@@ -98,6 +101,22 @@ def _json_number(value):
     return value
 
 
+def read_config_text(path: Path) -> str:
+    """The text of a config file `load_config_from_yaml` has just accepted, for the report.
+
+    Opened non-blocking and checked again on the open file (a FIFO or device swapped in after
+    loading cannot hang the CLI), and read with the loader's size cap.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise ConfigError(f"cannot read config file {str(path)!r}: not a regular file")
+        data = file.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"the config file {str(path)!r} grew over {MAX_CONFIG_BYTES:,} bytes")
+    return data.decode("utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m explorer.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,15 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     for field in dataclasses.fields(DataSettings):
         flag = "--" + field.name.replace("_", "-")
         choices = {"weight_source": samples.WEIGHT_SOURCES,
-                   "input_source": samples.INPUT_SOURCES}.get(field.name)
+                   "input_source": samples.INPUT_SOURCES,
+                   "source": ("synthetic", "digits", "minilm"),  # uploads need the app
+                   "model_layer": LINEAR_NAMES}.get(field.name)
         parser.add_argument(flag, type=type(getattr(defaults, field.name)), choices=choices,
                             default=getattr(defaults, field.name))
     args = parser.parse_args(argv)
     try:
-        if args.config.stat().st_size > 64 * 1024:
-            raise ConfigError("the config file is over 64 KiB")
-        yaml_text = args.config.read_text(encoding="utf-8")
-        configs = load_config_from_string(yaml_text)
+        configs = load_config_from_yaml(args.config)  # regular files only, bounded read
+        yaml_text = read_config_text(args.config)  # the report shows the text as written
         settings = DataSettings(**{f.name: getattr(args, f.name)
                                    for f in dataclasses.fields(DataSettings)})
         result = run_pipeline(configs, settings,

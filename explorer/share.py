@@ -1,9 +1,11 @@
 """Shareable links: the whole explorer state in one URL query parameter.
 
-The state (the three YAML editor texts and the sample-data settings) is YAML, zlib-compressed
-and base64url-encoded into ``?s=...``. Decoding is capped at every step (parameter length,
-decompressed size), parses with the config loader's safe YAML reader only, and validates every
-field, so a bad or hostile link gives a `ShareError` with a clear message, never a crash.
+The state (the three YAML editor texts, the activation toggle and the sample-data settings)
+is YAML, zlib-compressed and base64url-encoded into ``?s=...``. Decoding is capped at every
+step (parameter length, decompressed size, YAML nesting and node count), reads plain YAML only
+(the outer document with a hardened SafeLoader, each editor text with the config loader) and
+validates every field, so a bad or hostile link gives a `ShareError` with a clear message,
+never a crash: no other exception escapes `decode_state`.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import warnings
 import zlib
 
 import yaml
 
-from explorer import samples
+from explorer import data_sources, samples
+from explorer.digits_model import LINEAR_NAMES
 from explorer.pipeline import DataSettings
 from quantlib.config_loader import parse_section
 from quantlib.errors import ConfigError
@@ -25,6 +29,8 @@ VERSION = 1
 MAX_PARAM_CHARS = 16_384
 MAX_STATE_BYTES = 64 * 1024
 EDITORS = ("weight", "outputs", "activation")
+MAX_FLOW_DEPTH = 16
+MAX_NODES = 256
 
 
 class ShareError(ValueError):
@@ -33,18 +39,30 @@ class ShareError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class SharedState:
-    """What a link carries: editor texts (activation None when off) and data settings."""
+    """What a link carries: the editor texts, the activation toggle and the data settings.
+
+    ``activation_yaml`` may be None (no activation text); ``activation_enabled`` None means
+    "on exactly when there is an activation text" and is normalised to that bool.
+    """
 
     weight_yaml: str
     outputs_yaml: str
     activation_yaml: str | None
     settings: DataSettings
+    activation_enabled: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.activation_enabled is None:
+            object.__setattr__(self, "activation_enabled", self.activation_yaml is not None)
+        if self.activation_enabled and self.activation_yaml is None:
+            raise ShareError("the activation section is on but has no YAML text")
 
 
 def encode_state(state: SharedState) -> dict[str, str]:
     """-> query parameters ``{"s": ...}`` for ``st.query_params``."""
     doc = {"v": VERSION, "weight": state.weight_yaml, "outputs": state.outputs_yaml,
            "activation": state.activation_yaml,
+           "activation_enabled": state.activation_enabled,
            "data": dataclasses.asdict(state.settings)}
     raw = yaml.safe_dump(doc, sort_keys=False).encode("utf-8")
     token = base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode("ascii").rstrip("=")
@@ -72,10 +90,7 @@ def decode_state(params: dict[str, str]) -> SharedState:
         if isinstance(err, ShareError):
             raise
         raise ShareError("the link is damaged (its state is not valid encoded data)") from None
-    try:
-        doc = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError:
-        raise ShareError("the link's state is not valid YAML") from None
+    doc = _load_yaml(text)
     if not isinstance(doc, dict) or doc.get("v") != VERSION:
         raise ShareError(f"the link's state is not a version-{VERSION} explorer state")
     texts = {}
@@ -87,25 +102,60 @@ def decode_state(params: dict[str, str]) -> SharedState:
         if not isinstance(value, str):
             raise ShareError(f"the link's '{name}' config must be YAML text")
         try:
-            parse_section(value, name)
+            with warnings.catch_warnings():  # the editor shows a text's warnings once loaded
+                warnings.simplefilter("ignore")
+                parse_section(value, name)
         except ConfigError as err:
             raise ShareError(f"the link's {name} config is invalid: {err}") from None
         texts[name] = value
+    enabled = doc.get("activation_enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ShareError(f"the link's activation_enabled must be true or false, got {enabled!r}")
     return SharedState(texts["weight"], texts["outputs"], texts["activation"],
-                       _settings(doc.get("data")))
+                       _settings(doc.get("data")), enabled)
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader without aliases (no alias bombs)."""
+class _StateLoader(yaml.SafeLoader):
+    """SafeLoader for the link's outer document: no aliases (no alias bombs), at most
+    `MAX_FLOW_DEPTH` levels of [ ] / { } (PyYAML's scanner is quadratic in that nesting) and at
+    most `MAX_NODES` nodes (a real state has about 20), so a hostile link stops early."""
+
+    def fetch_flow_collection_start(self, TokenClass):
+        if self.flow_level >= MAX_FLOW_DEPTH:
+            raise yaml.YAMLError(f"nested more than {MAX_FLOW_DEPTH} levels deep")
+        super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             raise yaml.YAMLError("aliases are not allowed")
+        self._nodes = getattr(self, "_nodes", 0) + 1
+        if self._nodes > MAX_NODES:
+            raise yaml.YAMLError(f"more than {MAX_NODES} values")
         return super().compose_node(parent, index)
 
 
+def _load_yaml(text: str) -> object:
+    """Parse the outer document; any failure becomes `ShareError`.
+
+    SafeLoader's constructors let plain Python errors out for hostile scalars (``2001-13-45``
+    and ``!!int abc`` raise ValueError, a 5000-digit integer trips the int-string limit, deep
+    nesting raises RecursionError), so every exception is caught here.
+    """
+    loader = None
+    try:
+        loader = _StateLoader(text)  # its reader already rejects control characters
+        return loader.get_single_data()
+    except Exception:  # noqa: BLE001 - whatever PyYAML raises, the link is unreadable
+        raise ShareError("the link's state is not valid YAML") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
 _SETTING_CHOICES = {"weight_source": samples.WEIGHT_SOURCES,
-                    "input_source": samples.INPUT_SOURCES}
+                    "input_source": samples.INPUT_SOURCES,
+                    "source": data_sources.SOURCES,
+                    "model_layer": LINEAR_NAMES}
 
 
 def _settings(data: object) -> DataSettings:
@@ -121,14 +171,20 @@ def _settings(data: object) -> DataSettings:
         default = fields[name].default
         if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
             raise ShareError(f"data setting {name} must be an integer, got {value!r}")
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ShareError(f"data setting {name} must be text, got {value!r}")
         if name in _SETTING_CHOICES and value not in _SETTING_CHOICES[name]:
             raise ShareError(f"data setting {name} {value!r} is not one of "
                              f"{', '.join(_SETTING_CHOICES[name])}")
         values[name] = value
     settings = DataSettings(**values)
+    try:  # the free-form strings: MiniLM layer name, upload digests and tensor name
+        data_sources.check_source_settings(settings)
+    except ValueError as err:
+        raise ShareError(f"data setting {err}") from None
     limits = {"in_features": samples.MAX_FEATURES, "out_features": samples.MAX_FEATURES,
               "num_batches": samples.MAX_BATCHES, "batch_size": samples.MAX_BATCH_ROWS,
-              "seed": 2**32 - 1}
+              "seed": 2**31 - 1}  # the sidebar's seed widget range
     for name, cap in limits.items():
         value = getattr(settings, name)
         low = 0 if name == "seed" else 1

@@ -24,7 +24,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from explorer import samples
+from explorer.compare import classic_set
 from explorer.pipeline import DataSettings
+from explorer.teaching import SCENARIOS
 from explorer.yaml_edit import get_field, join_document, set_field, split_document
 from quantlib.config_loader import (
     MAX_CONFIG_BYTES,
@@ -77,6 +79,209 @@ DOWNLOAD = "config_download"
 ACT_ENABLED = "activation_enabled"
 DATA_FIELDS = tuple(f.name for f in fields(DataSettings))
 
+# --- real data / whole model ---------------------------------------------------------------
+# The data source and layer pickers are `data_key` widgets like every DataSettings field
+# (``data.source``, ``data.model_layer``, ``data.minilm_layer``, ``data.upload_tensor``);
+# ``data.upload_weight`` / ``data.upload_inputs`` are plain keys holding upload digests. Parsed
+# uploads stay in this session only (one weight file + one input file), never in a link.
+TABS = "main_tabs"                           # st.tabs: the open tab's label (lazy tabs)
+UPLOAD_WEIGHT_FILE = "upload.weight_file"    # file_uploader widget: a weight tensor file
+UPLOAD_INPUT_FILE = "upload.input_file"      # file_uploader widget: calibration inputs
+UPLOAD_WEIGHT = "upload.weight"              # UploadedTensors of the last good weight file
+UPLOAD_INPUTS = "upload.inputs"              # UploadedTensors of the last good input file
+UPLOAD_WEIGHT_ERROR = "upload.weight_error"  # message shown under the weight uploader
+UPLOAD_INPUT_ERROR = "upload.input_error"    # message shown under the input uploader
+MODEL_LAST_GOOD = "model.last_good"          # last valid WholeModelSummary (shown stale)
+UPLOAD_FORGET_INPUTS = "upload.forget_inputs"  # button: drop the uploaded inputs
+MODEL_COMPARE = "model.compare_presets"      # presets compared in "Whole model" (kept value)
+MODEL_COMPARE_WIDGET = "model.compare_presets.widget"  # its multiselect (dropped when closed)
+MODEL_SYNTHETIC_SHAPE = "model.synthetic_shape"  # (in, out) restored when back to synthetic
+REAL_DATA_DEFAULTS = {UPLOAD_WEIGHT: None, UPLOAD_INPUTS: None, UPLOAD_WEIGHT_ERROR: None,
+                      UPLOAD_INPUT_ERROR: None, MODEL_LAST_GOOD: None, MODEL_COMPARE: []}
+
+
+def init_real_data_state(state: State) -> None:
+    """Set the missing real-data / whole-model keys to their defaults."""
+    for key, value in REAL_DATA_DEFAULTS.items():
+        state.setdefault(key, list(value) if isinstance(value, list) else value)
+# --- end real data / whole model -----------------------------------------------------------
+
+# --- teaching / sharing --------------------------------------------------------------------
+# The "Teach" tab (explorer.teach_panel) and the sidebar's share/export section
+# (explorer.share_panel). A scenario or a link loads configs and data through the same keys a
+# preset (`apply_document`) and the sample-data widgets use.
+TEACH_SCENARIO = "teach.scenario"    # plain: name of the last loaded teaching.SCENARIOS entry
+TEACH_TENSOR = "teach.tensor"        # radio: the tensor the decomposition panel shows
+TEACH_CHANNEL = "teach.channel"      # number_input prefix: `teach.channel.<tensor>`, the
+                                     # channel whose numbers the formula panel shows
+TEACH_ROW = "teach.row"              # number_input: weight row followed through the quantizer
+TEACH_COL = "teach.col"              # number_input: weight column followed
+TEACH_PICK = "teach.pick"            # radio: a heatmap click picks a block's first/worst element
+TEACH_HEATMAP = "teach.heatmap"      # plotly_chart selection: the clickable weight-error map
+TEACH_PICK_NOTE = "teach.pick_note"  # plain: which element the last heatmap click picked
+TEACH_LOAD = "teach.load"            # button prefix: `teach.load.<scenario>` loads it
+TEACH_REVEAL = "teach.reveal"        # expander prefix: `teach.reveal.<scenario>` (lazy)
+SHARE_LOADED = "share.loaded"        # plain: the link in the URL was read (once per session)
+SHARE_NOTICE = "share.notice"        # plain: (level, message) about the link that was read
+TEACH_SHARE_DEFAULTS = {TEACH_SCENARIO: None, TEACH_PICK_NOTE: None, SHARE_LOADED: False,
+                        SHARE_NOTICE: None}
+
+
+def init_teach_share_state(state: State) -> None:
+    """Set the missing teaching / sharing keys to their defaults."""
+    for key, value in TEACH_SHARE_DEFAULTS.items():
+        state.setdefault(key, value)
+
+
+def set_data_settings(state: State, settings: DataSettings) -> None:
+    """Move every sample-data widget to ``settings`` (call before the widgets are drawn)."""
+    for name, value in settings.as_dict().items():
+        state[data_key(name)] = value
+
+
+def on_scenario(state: State, name: str) -> None:
+    """A scenario button: load its data and config A, as a preset would."""
+    scenario = SCENARIOS[name]
+    error = apply_document(state, scenario.config_a)
+    if error:  # the scenarios are tested to load; this guards against a bad edit to them
+        state[CONFIG_NOTICE] = ("error", f"Scenario {scenario.title}: {error}")
+        return
+    set_data_settings(state, scenario.settings)
+    state[TEACH_SCENARIO] = name
+    state[CONFIG_NOTICE] = ("success", f"Loaded scenario: {scenario.title} "
+                                       f"(config A: {scenario.label_a}).")
+
+
+def load_sections(state: State, bodies: dict[str, str | None], activation_enabled: bool,
+                  settings: DataSettings) -> None:
+    """Load already-validated section texts (a shared link) into the editors and widgets,
+    keeping them verbatim (comments included); a None body keeps that editor's text."""
+    for section in SECTIONS:
+        text = bodies.get(section)
+        if text is None:
+            continue
+        state[store_key(section)] = text
+        state[text_key(section)] = text
+        config = parse_text(text, section)[0]
+        if config is not None:
+            _set_fields(state, section, config)
+    state[ACT_ENABLED] = bool(activation_enabled)
+    set_data_settings(state, settings)
+# --- end teaching / sharing ----------------------------------------------------------------
+
+# --- compare view ---------------------------------------------------------------------------
+# The "Compare" tab (explorer.compare_panel). Its configs live in the plain key COMPARE_ENTRIES,
+# a tuple of (name, YAML document) pairs: the source of truth. The name/YAML widgets and the
+# options mirror plain keys and are re-seeded from them when Streamlit dropped them (the tab is
+# lazy: nothing in it is drawn while it is closed). The first visit seeds two copies of the
+# current config.
+COMPARE_ENTRIES = "compare.entries"    # plain: ((name, text), ...), 2 to 4 entries
+COMPARE_OPTIONS = "compare.options"    # plain: {option widget key: value} (kept values)
+COMPARE_NOTICE = "compare.notice"      # plain: (level, message) from a compare button
+COMPARE_CLASSIC = "compare.classic"    # button: MinMax / Percentile / OMSE / KL copies
+COMPARE_ADD = "compare.add"            # button: add a copy of the current config
+COMPARE_RESET = "compare.reset"        # button: back to two copies of the current config
+COMPARE_WIDE = "compare.sweep_16"      # toggle: add 16 bits to the bit-width sweep
+COMPARE_SCOPE = "compare.scope"        # radio: curves/histograms of the whole tensor or a channel
+COMPARE_CHANNEL = "compare.channel"    # number_input: that channel
+COMPARE_NAME = "compare.name"          # text_input prefix: `compare.name.<i>`
+COMPARE_YAML = "compare.yaml"          # text_area prefix: `compare.yaml.<i>`
+COMPARE_REMOVE = "compare.remove"      # button prefix: `compare.remove.<i>`
+COMPARE_SCOPES = ("Whole tensor", "One channel")
+COMPARE_OPTION_DEFAULTS = {COMPARE_WIDE: False, COMPARE_SCOPE: COMPARE_SCOPES[0],
+                           COMPARE_CHANNEL: 0}
+COMPARE_LETTERS = "ABCD"
+
+
+def compare_key(prefix: str, index: int) -> str:
+    """Key of compare slot ``index``'s widget, e.g. ``compare.yaml.0``."""
+    return f"{prefix}.{index}"
+
+
+def current_document(state: State) -> str:
+    """The single-layer editors' sections as one document (what a compare copy starts as)."""
+    return join_document({s: state[store_key(s)] for s in enabled_sections(state)})
+
+
+def init_compare_state(state: State) -> None:
+    """Seed the compare keys on the first visit (two copies of the current config) and
+    re-seed any widget Streamlit dropped while the tab was closed."""
+    if COMPARE_ENTRIES not in state:
+        document = current_document(state)
+        state[COMPARE_ENTRIES] = (("A", document), ("B", document))
+    state.setdefault(COMPARE_NOTICE, None)
+    state.setdefault(COMPARE_OPTIONS, dict(COMPARE_OPTION_DEFAULTS))
+    for key, value in state[COMPARE_OPTIONS].items():
+        state.setdefault(key, value)
+    for index, (name, text) in enumerate(state[COMPARE_ENTRIES]):
+        state.setdefault(compare_key(COMPARE_NAME, index), name)
+        state.setdefault(compare_key(COMPARE_YAML, index), text)
+
+
+def set_compare_entries(state: State, entries) -> None:
+    """Replace every compare slot (names and texts), widgets included."""
+    entries = tuple((str(name), str(text)) for name, text in entries)
+    state[COMPARE_ENTRIES] = entries
+    for index in range(len(COMPARE_LETTERS)):
+        for prefix, value in ((COMPARE_NAME, 0), (COMPARE_YAML, 1)):
+            key = compare_key(prefix, index)
+            if index < len(entries):
+                state[key] = entries[index][value]
+            elif key in state:
+                del state[key]
+
+
+def on_compare_edit(state: State, index: int) -> None:
+    """A compare slot's name or YAML changed: store it."""
+    entries = list(state[COMPARE_ENTRIES])
+    entries[index] = (state[compare_key(COMPARE_NAME, index)],
+                      state[compare_key(COMPARE_YAML, index)])
+    state[COMPARE_ENTRIES] = tuple(entries)
+
+
+def on_compare_option(state: State, key: str) -> None:
+    """A compare option widget changed: keep its value."""
+    state[COMPARE_OPTIONS] = {**state[COMPARE_OPTIONS], key: state[key]}
+
+
+def on_compare_classic(state: State) -> None:
+    """Load MinMax / Percentile / OMSE / KL copies of the current config."""
+    try:
+        entries = classic_set(current_document(state))
+    except ConfigError as err:
+        state[COMPARE_NOTICE] = ("error", "The classic set copies the Single layer config, "
+                                          f"which has an error: {err}")
+        return
+    set_compare_entries(state, entries)
+    state[COMPARE_NOTICE] = ("success", "Loaded the classic set: the current config with each "
+                                        "of MinMax, Percentile, OMSE and KL as the weight and "
+                                        "output observer.")
+
+
+def on_compare_add(state: State) -> None:
+    """Add a copy of the current config (at most four)."""
+    entries = list(state[COMPARE_ENTRIES])
+    if len(entries) >= len(COMPARE_LETTERS):
+        return
+    names = {name for name, _ in entries}
+    name = next(letter for letter in COMPARE_LETTERS + "EFGH" if letter not in names)
+    set_compare_entries(state, [*entries, (name, current_document(state))])
+
+
+def on_compare_remove(state: State, index: int) -> None:
+    """Remove compare slot ``index`` (at least two stay)."""
+    entries = list(state[COMPARE_ENTRIES])
+    if len(entries) > 2:
+        del entries[index]
+        set_compare_entries(state, entries)
+
+
+def on_compare_reset(state: State) -> None:
+    """Back to two copies (A, B) of the current config."""
+    document = current_document(state)
+    set_compare_entries(state, [("A", document), ("B", document)])
+# --- end compare view -----------------------------------------------------------------------
+
 
 def store_key(section: str) -> str:
     """Plain key holding a section's YAML text (the source of truth)."""
@@ -124,6 +329,8 @@ def init_state(state: State) -> None:
         state.setdefault(notice_key(section), None)
     state.setdefault(ACT_ENABLED, False)
     state.setdefault(PRESET, DEFAULT_PRESET)
+    init_real_data_state(state)
+    init_teach_share_state(state)
 
 
 def enabled_sections(state: State) -> tuple[str, ...]:

@@ -55,7 +55,8 @@ def formula_lines(config: QuantConfig, scale: torch.Tensor, zero_point: torch.Te
         latex.append(rf"s = \frac{{\max(-\min(x_{{\min}},0),\ \max(x_{{\max}},0))}}"
                      rf"{{(q_{{\max}} - q_{{\min}})/2}} = \frac{{{_num(max(-min_neg, max_pos))}}}"
                      rf"{{{_num((bt.qmax - bt.qmin) / 2)}}} = {_num(s)}")
-        latex.append(rf"z = {zp}\ \text{{({'signed: 0' if bt.signed else 'unsigned: 2^{b-1}'})}}")
+        rule = r"\text{signed: } z = 0" if bt.signed else r"\text{unsigned: } z = 2^{b-1}"
+        latex.append(rf"z = {zp}\quad({rule})")  # math outside \text (KaTeX renders it)
     else:
         latex.append(rf"s = \frac{{\max(x_{{\max}},0) - \min(x_{{\min}},0)}}"
                      rf"{{q_{{\max}} - q_{{\min}}}} = \frac{{{_num(max_pos - min_neg)}}}"

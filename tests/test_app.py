@@ -348,3 +348,403 @@ def test_config_error_text_names_field_and_line():
     err = ConfigError("must be an integer from 2 to 16, got 99", "weight.bit_type.bits", 4)
     assert format_config_error(err) == (
         "**`weight.bit_type.bits`** (line 4): must be an integer from 2 to 16, got 99")
+
+
+# --- real data sources and the whole-model tab ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _digits_cache_home(tmp_path_factory):
+    """One private cache home for the digits MLP: trained once, then read from disk."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
+@pytest.fixture
+def digits_home(_digits_cache_home, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_digits_cache_home))
+    return _digits_cache_home
+
+
+def npy_upload(name: str, array) -> tuple[str, bytes, str]:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array))
+    return name, buf.getvalue(), "application/octet-stream"
+
+
+def test_trained_digits_source_quantizes_a_real_layer(digits_home, _warm_torch):
+    at = start_app(**SMALL_LAYER)
+    at.selectbox(key=S.data_key("source")).set_value("digits").run()
+    assert not at.exception and not errors(at)
+    assert list((digits_home / "quant-explorer").glob("*.safetensors"))  # trained and cached
+    assert at.number_input(key=S.data_key("in_features")).value == 64  # fc1: the real shape
+    assert at.number_input(key=S.data_key("in_features")).disabled
+    at.selectbox(key=S.data_key("model_layer")).set_value("fc2").run()
+    assert not at.exception and not errors(at)
+    assert (at.number_input(key=S.data_key("in_features")).value,
+            at.number_input(key=S.data_key("out_features")).value) == (256, 128)
+    assert any("(128×256)" in title for title in chart_titles(at))  # the weight's error map
+    assert any("(360×128)" in title for title in chart_titles(at))  # 360 held-out rows
+    for tensor in ("Weight", "Output"):
+        assert FINITE_DB.fullmatch(metric(at, f"{tensor} QSNR"))
+    assert any("real inputs of fc2" in c.value for c in at.caption)
+    # Back to synthetic: the synthetic shape comes back and the widgets are enabled again.
+    at.selectbox(key=S.data_key("source")).set_value("synthetic").run()
+    assert at.number_input(key=S.data_key("in_features")).value == SMALL_LAYER["in_features"]
+    assert not at.number_input(key=S.data_key("in_features")).disabled
+
+
+def test_whole_model_tab_shows_accuracy_table_and_charts(digits_home, _warm_torch):
+    at = start_app(**SMALL_LAYER)
+    assert not any(m.label == "fp32 accuracy" for m in at.metric)  # lazy: tab closed
+    at.session_state[S.TABS] = "Whole model"
+    at.run()
+    assert not at.exception and not errors(at)
+    fp32 = metric(at, "fp32 accuracy")
+    assert re.fullmatch(r"\d+\.\d %", fp32) and float(fp32.split()[0]) > 90
+    assert re.fullmatch(r"\d+\.\d %", metric(at, "Quantized accuracy"))
+    table = at.dataframe[0].value
+    assert list(table["layer"]) == ["fc1", "fc2", "fc3"]
+    assert all(math.isfinite(v) for v in table["weight QSNR (dB)"])
+    titles = chart_titles(at)
+    assert any(t.startswith("QSNR per layer") for t in titles)
+    assert any(t.startswith("Sensitivity") for t in titles)
+    # Compare: the Compare tab's configs and presets, side by side with the current config.
+    three_bits = "weight:\n  bit_type: {bits: 3}\noutputs:\n  bit_type: {bits: 3}\n"
+    at.session_state[S.COMPARE_ENTRIES] = (("W3", three_bits), ("bad", "weight: {bits: 99}\n"))
+    at.multiselect(key=S.MODEL_COMPARE_WIDGET).set_value(["w4_omse.yaml", "w8_kl.yaml"]).run()
+    assert not at.exception and not errors(at)
+    assert any("'bad' has an error" in w.value for w in at.warning)
+    compare = at.dataframe[1].value
+    assert list(compare["config"]) == ["current config", "Compare: W3", "Preset: w4_omse.yaml",
+                                       "Preset: w8_kl.yaml"]
+    assert compare["quantized (%)"][1] < compare["quantized (%)"][0]  # 3 bits hurt
+    assert compare["settings"][1].startswith("weight: int3")
+    assert any(t.startswith("Whole-model top-1 accuracy per config") for t in chart_titles(at))
+    # An invalid config keeps the last good whole-model result, marked stale.
+    at.session_state[S.TABS] = "Single layer"
+    at.run()
+    edit_yaml(at, "weight", yaml_text(at, "weight").replace("bits: 8", "bits: 99"))
+    at.session_state[S.TABS] = "Whole model"
+    at.run()
+    assert not at.exception and is_stale(at)
+    assert metric(at, "fp32 accuracy") == fp32
+    assert at.multiselect(key=S.MODEL_COMPARE_WIDGET).value == ["w4_omse.yaml", "w8_kl.yaml"]
+
+
+def test_tensor_upload_quantizes_it_and_a_corrupt_file_keeps_the_app_working(_warm_torch):
+    import numpy as np
+
+    at = start_app(source="upload", num_batches=2, batch_size=32)
+    assert any("Upload a weight tensor" in i.value for i in at.info)
+    weight = np.random.default_rng(0).standard_normal((48, 80)).astype(np.float32)
+    at.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(npy_upload("w.npy", weight)).run()
+    assert not at.exception and not errors(at) and not is_stale(at)
+    assert any("(48×80)" in title for title in chart_titles(at))
+    assert FINITE_DB.fullmatch(metric(at, "Weight QSNR"))
+    charts, qsnr = chart_titles(at), metric(at, "Weight QSNR")
+    for name, data in (("bad.npy", b"\x93NUMPY\x01\x00garbage"),
+                       ("short.npy", npy_upload("x", weight)[1][:-100]),
+                       ("flags.npy", npy_upload("x", weight > 0)[1]),
+                       ("vector.npy", npy_upload("x", weight[0])[1])):
+        at.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(
+            (name, data, "application/octet-stream")).run()
+        assert not at.exception
+        (message,) = errors(at)
+        assert name in message and "previous data stays in use" in message
+        assert chart_titles(at) == charts and metric(at, "Weight QSNR") == qsnr
+        assert not is_stale(at)
+    # Calibration inputs of the wrong width are refused next to their uploader.
+    at.file_uploader(key=S.UPLOAD_INPUT_FILE).set_value(
+        npy_upload("x.npy", np.ones((10, 81), np.float32))).run()
+    assert any("x.npy" in e and "in_features=80" in e for e in errors(at))
+    at.file_uploader(key=S.UPLOAD_INPUT_FILE).set_value(
+        npy_upload("x.npy", np.ones((100, 80), np.float32))).run()
+    assert not at.exception and not any("x.npy" in e for e in errors(at))
+    assert any("Calibrating on x.npy: 100 rows" in c.value for c in at.caption)
+
+
+# --- compare view -----------------------------------------------------------------------------
+
+COMPARE_CHARTS = {"compare.chart.sweep", "compare.chart.channels",
+                  "compare.chart.weight_histogram", "compare.chart.weight_curve",
+                  "compare.chart.output_histogram", "compare.chart.output_curve"}
+
+
+def compare_charts(at: AppTest) -> dict[str, dict]:
+    return {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")
+            if (c.key or "").startswith("compare.")}
+
+
+COMPARE_TABLES = {"compare.metrics": "Weight observer", "compare.lost": "Weight bits"}
+
+
+def compare_table(at: AppTest, key: str):
+    """A compare table by its key (dataframes carry no key in AppTest: found by a column, the
+    diff by its index name)."""
+    found = [d.value for d in at.dataframe
+             if (d.value.index.name == "field" if key == "compare.diff"
+                 else COMPARE_TABLES[key] in d.value.columns)]
+    assert len(found) == 1, f"{key}: found {len(found)} tables"
+    return found[0]
+
+
+def test_compare_view_end_to_end(small_app):
+    at = small_app
+    at.session_state[S.TABS] = "Compare"
+    at.run()
+    assert not at.exception
+    # First visit: two copies (A, B) of the current config, so nothing differs.
+    assert [at.text_input(key=S.compare_key(S.COMPARE_NAME, i)).value for i in (0, 1)] == \
+        ["A", "B"]
+    document = at.text_area(key=S.compare_key(S.COMPARE_YAML, 0)).value
+    assert "weight:" in document and "outputs:" in document
+    assert any("identical" in s.value for s in at.success)
+    assert set(compare_charts(at)) == COMPARE_CHARTS
+
+    at.button(key=S.COMPARE_CLASSIC).click().run()
+    assert not at.exception and not errors(at)
+    names = ["MinMax", "Percentile", "OMSE", "KL"]
+    metrics = compare_table(at, "compare.metrics")
+    assert list(metrics.index) == names and len(metrics) == 4
+    assert list(metrics["Weight observer"]) == [f"{n}Observer" for n in
+                                               ("Minmax", "Percentile", "Omse", "KL")]
+    assert all(math.isfinite(q) for q in metrics["Output QSNR (dB)"])
+    diff = compare_table(at, "compare.diff")
+    assert list(diff.index) == ["weight.observer_type", "outputs.observer_type"]
+    charts = compare_charts(at)
+    assert set(charts) == COMPARE_CHARTS
+    for key in COMPARE_CHARTS:  # every chart draws each config as its own, named series
+        assert set(names) <= {trace.get("name") for trace in charts[key]["data"]}, key
+
+    # A valid edit: KL's weight at 4 bits shows in the diff and costs weight QSNR.
+    kl = S.compare_key(S.COMPARE_YAML, 3)
+    text = at.text_area(key=kl).value
+    four = text.replace("bits: 8\n    signed: true\n    name: int8",
+                        "bits: 4\n    signed: true\n    name: int4")
+    assert four != text
+    at.text_area(key=kl).input(four).run()
+    assert not at.exception and not errors(at)
+    diff = compare_table(at, "compare.diff")
+    assert list(diff.loc["weight.bit_type.bits"]) == ["8", "8", "8", "4"]
+    metrics = compare_table(at, "compare.metrics")
+    assert metrics.loc["KL", "Weight QSNR (dB)"] < metrics.loc["MinMax", "Weight QSNR (dB)"] - 15
+
+    # An invalid edit: an inline error for that config (field, line, valid choices); the
+    # other three still render and the bad text is kept.
+    percentile = S.compare_key(S.COMPARE_YAML, 1)
+    bad = at.text_area(key=percentile).value.replace("PercentileObserver", "Percentil", 1)
+    at.text_area(key=percentile).input(bad).run()
+    assert not at.exception
+    (message,) = errors(at)
+    assert message.startswith("Percentile: **`weight.observer_type`** (line ")
+    assert "choose one of MinmaxObserver" in message
+    assert at.text_area(key=percentile).value == bad
+    assert list(compare_table(at, "compare.metrics").index) == ["MinMax", "OMSE", "KL"]
+    assert set(compare_charts(at)) == COMPARE_CHARTS
+
+    # Broken YAML syntax is an inline error too; one channel's curves render.
+    at.text_area(key=percentile).input("weight: [\n").run()
+    assert not at.exception and len(errors(at)) == 1
+    at.radio(key=S.COMPARE_SCOPE).set_value("One channel").run()
+    at.number_input(key=S.COMPARE_CHANNEL).set_value(5).run()
+    assert not at.exception
+    curve = compare_charts(at)["compare.chart.weight_curve"]
+    assert "channel 5" in curve["layout"]["title"]["text"]
+
+
+def test_compare_buttons_add_remove_reset_and_keep_edits_across_tabs(small_app):
+    at = small_app
+    at.session_state[S.TABS] = "Compare"
+    at.run()
+    at.button(key=S.COMPARE_ADD).click().run()
+    at.button(key=S.COMPARE_ADD).click().run()
+    assert [n for n, _ in at.session_state[S.COMPARE_ENTRIES]] == ["A", "B", "C", "D"]
+    assert at.button(key=S.COMPARE_ADD).disabled
+    at.text_input(key=S.compare_key(S.COMPARE_NAME, 2)).input("mine").run()
+    at.button(key=S.compare_key(S.COMPARE_REMOVE, 0)).click().run()
+    assert [n for n, _ in at.session_state[S.COMPARE_ENTRIES]] == ["B", "mine", "D"]
+    assert at.text_input(key=S.compare_key(S.COMPARE_NAME, 1)).value == "mine"
+    assert len(compare_table(at, "compare.metrics")) == 3
+    # Leaving the tab drops its widgets; coming back re-seeds them from the stored entries.
+    at.session_state[S.TABS] = "Single layer"
+    at.run()
+    at.session_state[S.TABS] = "Compare"
+    at.run()
+    assert at.text_input(key=S.compare_key(S.COMPARE_NAME, 1)).value == "mine"
+    at.button(key=S.COMPARE_RESET).click().run()
+    assert [n for n, _ in at.session_state[S.COMPARE_ENTRIES]] == ["A", "B"]
+    assert not at.exception
+
+
+# --- teaching / sharing: the Teach tab, shareable links, exports ------------------------------
+
+
+def open_teach(at: AppTest) -> AppTest:
+    at.session_state[S.TABS] = "Teach"
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def start_with_link(token: str, **data) -> AppTest:
+    """A fresh session opened with ``?s=<token>``; ``data`` presets sample-data widgets."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["s"] = token
+    for name, value in data.items():
+        at.session_state[S.data_key(name)] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def link_token(text: str) -> str:
+    import base64
+    import zlib
+
+    return base64.urlsafe_b64encode(zlib.compress(text.encode())).decode().rstrip("=")
+
+
+def test_teach_tab_explains_the_layer_with_its_own_numbers(small_app):
+    from explorer.pipeline import DataSettings, run_pipeline
+    from quantlib.config_loader import load_config_from_yaml
+
+    assert not any(s.value.startswith("1 ·") for s in small_app.subheader)  # lazy: tab closed
+    at = open_teach(small_app)
+    headings = [s.value for s in at.subheader]
+    for number in "12345":
+        assert any(h.startswith(f"{number} ·") for h in headings), headings
+    result = run_pipeline(load_config_from_yaml(REPO / "configs" / "attn_config.yaml"),
+                          DataSettings(**SMALL_LAYER))
+    latex = [element.value for element in at.latex]
+    for name in ("weight", "output"):
+        scale = float(result.tensors[name].scale[0])
+        assert any(f"{scale:.6g}" in line for line in latex), (name, scale)
+    assert any("Matches the layer exactly" in s.value for s in at.success)
+    for label in ("Weight codes used", "Output codes used", "Weight effective bits",
+                  "Total MSE", "Clipping MSE", "Rounding MSE"):
+        assert metric(at, label) != "n/a"
+    assert not errors(at)
+    # Another channel and another weight: still the layer's numbers, still exact.
+    at.number_input(key=f"{S.TEACH_CHANNEL}.weight").set_value(5).run()
+    assert any(f"{float(result.tensors['weight'].scale[5]):.6g}" in e.value for e in at.latex)
+    at.number_input(key=S.TEACH_ROW).set_value(63).run()
+    at.number_input(key=S.TEACH_COL).set_value(95).run()
+    assert any("quant_weight[63, 95]" in s.value and "exactly" in s.value for s in at.success)
+    at.radio(key=S.TEACH_TENSOR).set_value("output").run()
+    assert not at.exception and not errors(at)
+
+
+def test_teach_tab_waits_for_a_valid_config(small_app):
+    at = open_teach(small_app)
+    edit_yaml(at, "weight", "observer_type: [\n")
+    assert any("fix the config errors" in i.value for i in at.info)
+    assert any(s.value.startswith("5 ·") for s in at.subheader)  # scenarios still there
+    assert not at.exception
+
+
+@pytest.mark.parametrize("name", ["outlier_channel", "relu_unsigned", "heavy_tails",
+                                  "omse_4bit", "llm_outlier_feature"])
+def test_every_scenario_loads_config_a_and_reveals_a_vs_b(small_app, name):
+    from explorer.teaching import SCENARIOS
+    from quantlib.config_loader import load_config_from_string, parse_section
+
+    scenario = SCENARIOS[name]
+    at = open_teach(small_app)
+    at.button(key=f"{S.TEACH_LOAD}.{name}").click().run()
+    assert not at.exception, at.exception
+    expected = load_config_from_string(scenario.config_a)
+    assert at.toggle(key=S.ACT_ENABLED).value is (expected["activation"] is not None)
+    for section in S.enabled_sections(at.session_state):
+        config = parse_section(yaml_text(at, section), section)
+        assert config == expected[S.RESULT_KEYS[section]], section
+    for field, value in scenario.settings.as_dict().items():
+        assert at.session_state[S.data_key(field)] == value, field
+    assert at.session_state[S.TEACH_SCENARIO] == name
+    assert any(scenario.title in s.value for s in at.success)
+    assert not errors(at)
+    for tensor in ("Weight", "Output"):
+        assert FINITE_DB.fullmatch(metric(at, f"{tensor} QSNR"))
+    # The reveal runs A and B only once opened.
+    assert not any(scenario.reveal in m.value for m in at.markdown)
+    at.session_state[f"{S.TEACH_REVEAL}.{name}"] = True
+    at.run()
+    assert not at.exception
+    assert any(scenario.reveal in m.value for m in at.markdown)
+    (table,) = [m.value for m in at.markdown if m.value.startswith("| Tensor")]
+    assert scenario.label_a in table and scenario.label_b in table
+    assert len(FINITE_DB.findall(table)) >= 4  # A and B QSNR of weight and output
+
+
+def test_link_round_trips_to_identical_numbers(small_app):
+    at = small_app
+    edit_yaml(at, "weight", "# shared\n" + yaml_text(at, "weight").replace("bits: 8", "bits: 5")
+              .replace("name: int8", "name: int5"))
+    at.number_input(key=S.data_key("seed")).set_value(11).run()
+    token = at.query_params["s"]  # the app keeps the address bar's link current
+    assert any(f"?s={token}" in c.value for c in at.sidebar.code)
+    shown = {label: metric(at, label) for label in
+             ("Weight QSNR", "Output QSNR", "Weight MSE", "Output MSE", "Output clipped")}
+
+    other = start_with_link(token)  # a new session: no presets, the link alone
+    assert any("from the link" in s.value for s in other.success)
+    assert {label: metric(other, label) for label in shown} == shown
+    for section in ("weight", "outputs"):
+        assert yaml_text(other, section) == yaml_text(at, section)
+    assert other.number_input(key="weight.bits").value == 5
+    assert other.query_params["s"] == token
+    # The link is read once: later edits in that session stick.
+    edit_yaml(other, "weight", yaml_text(other, "weight").replace("bits: 5", "bits: 6"))
+    assert other.number_input(key="weight.bits").value == 6
+    assert metric(other, "Weight QSNR") != shown["Weight QSNR"]
+
+
+def test_link_carries_the_activation_toggle(small_app):
+    at = small_app
+    at.toggle(key=S.ACT_ENABLED).set_value(True).run()
+    qsnr = metric(at, "Input activation QSNR")
+    other = start_with_link(at.query_params["s"])
+    assert other.toggle(key=S.ACT_ENABLED).value is True
+    assert metric(other, "Input activation QSNR") == qsnr
+
+
+HOSTILE_LINKS = {
+    "garbage": "%%%not-base64%%%",
+    "oversized": "A" * 20_000,
+    "python-tag": link_token("v: 1\nweight: !!python/object/apply:os.system [ls]\n"),
+    "bad-date": link_token("v: 1\nweight: 2001-13-45\n"),
+    "deep-nesting": link_token("[" * 30_000),
+    "bad-yaml-inside": link_token("v: 1\nweight: 'bits: [8'\noutputs: 'kl_bins: 512'\n"
+                                  "data: {}\n"),
+    "bad-bits": link_token("v: 1\nweight: 'bit_type: {bits: 99}'\noutputs: 'kl_bins: 512'\n"
+                           "data: {}\n"),
+    "huge-layer": link_token("v: 1\nweight: 'kl_bins: 512'\noutputs: 'kl_bins: 512'\n"
+                             "data: {in_features: 100000000}\n"),
+}
+
+
+@pytest.mark.parametrize("token", list(HOSTILE_LINKS.values()), ids=list(HOSTILE_LINKS))
+def test_bad_or_hostile_link_shows_an_error_and_the_default_state(_warm_torch, token):
+    at = start_with_link(token, **SMALL_LAYER)
+    (message,) = errors(at)
+    assert "could not be opened" in message and "Traceback" not in message
+    assert "observer_type: MinmaxObserver" in yaml_text(at, "weight")  # the default preset
+    assert "observer_type: PercentileObserver" in yaml_text(at, "outputs")
+    assert FINITE_DB.fullmatch(metric(at, "Weight QSNR"))
+    assert at.query_params["s"] != token  # the address bar now holds the default state
+    at.run()
+    assert not errors(at)  # said once
+
+
+def test_export_buttons_follow_the_results_on_screen(small_app):
+    keys = {"share.download_html", "share.download_json", "share.download_csv",
+            "share.download_safetensors"}
+    shown = {button.key for button in small_app.sidebar.get("download_button")}
+    assert keys <= shown
+    edit_yaml(small_app, "weight", "observer_type: [\n")  # stale results: nothing to export
+    shown = {button.key for button in small_app.sidebar.get("download_button")}
+    assert not keys & shown
+    assert any("to share or export" in c.value for c in small_app.sidebar.caption)

@@ -6,7 +6,6 @@ Without them the test fails in CI (``CI=true``) and is skipped elsewhere.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -17,44 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = REPO / "artifacts" / "explorer.png"
 SERVER_START_TIMEOUT_S = 90
 PAGE_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture
-def sync_playwright():
-    """playwright's sync_playwright; fails in CI (``CI=true``) and skips elsewhere without
-    /usr/bin/chromium or the playwright package. Requested before ``app_url``, so no server
-    starts when the browser is missing."""
-    missing = []
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        missing.append(CHROMIUM)
-    try:
-        from playwright.sync_api import sync_playwright as api
-    except ImportError:
-        api = None
-        missing.append("the playwright package")
-    if missing:
-        message = f"browser test needs {' and '.join(missing)}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return api
 
 
 def _free_port() -> int:
@@ -151,3 +120,62 @@ def test_app_plots_and_reacts_to_a_weight_bits_edit(sync_playwright, app_url):
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+COMPARE_NAMES = ["MinMax", "Percentile", "OMSE", "KL"]
+
+
+def _open_tab(page, name: str, shows) -> None:
+    """Click tab ``name`` until ``shows`` (a locator in it) is visible: a click that lands
+    while a rerun is in flight can be undone when that rerun reports the old tab."""
+    for _ in range(10):
+        page.get_by_role("tab", name=name, exact=True).click()
+        try:
+            shows.wait_for(state="visible", timeout=15_000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: click again
+            continue
+    shows.wait_for(state="visible")
+
+
+def test_compare_tab_classic_set_draws_four_named_series(sync_playwright, app_url):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            page.goto(app_url)
+            # A small layer keeps the four calibrations and their sweeps quick (set at once:
+            # the edit interrupts the first run on the default layer).
+            for label, value in (("In features", 96), ("Out features", 64), ("Batches", 4),
+                                 ("Batch size", 64)):
+                box = page.get_by_role("spinbutton", name=label, exact=True)
+                box.fill(str(value))
+                box.press("Enter")
+                page.wait_for_function(
+                    """([label, value]) => [...document.querySelectorAll('input')]
+                        .some(i => i.getAttribute('aria-label') === label
+                              && i.value === value)""", arg=[label, str(value)])
+            classic = page.get_by_role("button", name="Classic set: MinMax vs Percentile vs "
+                                                     "OMSE vs KL")
+            _open_tab(page, "Compare", classic)
+            classic.click()
+            # Every compare chart gets one series per config: read the plots' data arrays.
+            page.wait_for_function(
+                """(names) => [...document.querySelectorAll('.js-plotly-plot')]
+                    .filter(p => p.data && names.every(n => p.data.some(t => t.name === n)))
+                    .length >= 6""", arg=COMPARE_NAMES)
+            traces = page.evaluate(
+                """() => [...document.querySelectorAll('.js-plotly-plot')]
+                    .map(p => (p.data || []).map(t => t.name))""")
+            full = [names for names in traces if set(COMPARE_NAMES) <= set(names)]
+            assert len(full) == 6, traces
+            sweep = next(names for names in full if any(n.startswith("ideal") for n in names))
+            assert [n for n in sweep if n in COMPARE_NAMES] == COMPARE_NAMES * 2  # W and out
+            # ... and the legends show them (legend entries are SVG text).
+            legend = page.locator(".legendtext").evaluate_all(
+                "items => items.map(item => item.textContent)")
+            assert all(legend.count(name) >= 6 for name in COMPARE_NAMES), legend
+            assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            browser.close()

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,29 @@ def test_cli_reports_a_bad_config_without_traceback(tmp_path, capsys):
     bad.write_text("weight:\n  bit_type: {bits: 99}\noutputs: {}\n")
     assert main(["--config", str(bad), "-o", str(tmp_path / "r.html")]) == 2
     assert "weight.bit_type.bits" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_cli_refuses_a_non_regular_config_without_hanging(tmp_path, kind):
+    if kind == "fifo":
+        config = tmp_path / "config.fifo"
+        os.mkfifo(config)  # nobody writes: reading it would block forever
+    elif kind == "dev-zero":
+        config = Path("/dev/zero")  # endless: reading it would never finish
+    else:
+        config = tmp_path
+    out = tmp_path / "r.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "explorer.report", "--config", str(config), "-o", str(out),
+         *SMALL], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_cli_report_body_is_the_config_text_as_written(tmp_path):
+    config = tmp_path / "mine.yaml"
+    config.write_text("# my comment\n" + CONFIG.read_text())
+    out = tmp_path / "r.html"
+    assert main(["--config", str(config), "-o", str(out), *SMALL]) == 0
+    assert "# my comment" in out.read_text()

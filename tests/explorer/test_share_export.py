@@ -1,6 +1,8 @@
 """Shareable links round-trip and refuse hostile input; exported safetensors reload exactly."""
 
 import base64
+import dataclasses
+import time
 import zlib
 from pathlib import Path
 
@@ -73,6 +75,39 @@ def _indent(text: str) -> str:
 def test_hostile_or_bad_links_are_refused_cleanly(params, fragment):
     with pytest.raises(ShareError, match=fragment):
         decode_state(params)
+
+
+@pytest.mark.parametrize("text", [
+    "v: 1\nweight: 2001-13-45\n",          # datetime's ValueError
+    "v: 1\nweight: !!int abc\n",           # int()'s ValueError
+    "v: 1\nweight: !!float x\n",
+    "v: 1\nweight: !!bool maybe\n",        # KeyError inside PyYAML
+    "v: 1\nweight: !!timestamp nope\n",    # AttributeError inside PyYAML
+    "v: " + "9" * 5000 + "\n",              # over sys.get_int_max_str_digits()
+    "[" * 30_000,                           # RecursionError / quadratic scanner
+    "{" * 30_000,
+    "- " * 20_000,                          # deep block nesting
+    "[" + "1," * 30_000 + "]",              # tens of thousands of tiny nodes
+    "v: 1\nweight: !!python/name:os.system\n",
+    "v: 1\nweight: !!binary aGVsbG8=\n",
+    "\x00\x01binary",
+], ids=["bad-date", "bad-int-tag", "bad-float-tag", "bad-bool-tag", "bad-timestamp-tag",
+        "5000-digits", "deep-brackets", "deep-braces", "deep-block", "many-nodes",
+        "python-name", "binary-tag", "control-chars"])
+def test_hostile_yaml_inside_a_link_raises_only_share_error(text):
+    started = time.perf_counter()
+    with pytest.raises(ShareError):
+        decode_state(token_for(text))
+    assert time.perf_counter() - started < 5  # stopped early, not after a full slow parse
+
+
+def test_activation_toggle_round_trips_with_its_text():
+    off = SharedState(WEIGHT, OUTPUTS, "bit_type: {bits: 6}\n", small_settings(), False)
+    on = dataclasses.replace(off, activation_enabled=True)
+    assert decode_state(encode_state(off)) == off and decode_state(encode_state(on)) == on
+    assert state().activation_enabled is False  # no text: off
+    with pytest.raises(ShareError, match="activation_enabled"):
+        decode_state(token_for(f"v: 1\n{VALID}activation_enabled: 'yes'\ndata: {{}}\n"))
 
 
 def test_empty_weight_text_in_link_is_refused():

@@ -1,0 +1,41 @@
+"""Shared helpers of the headless-Chromium tests: Debian's /usr/bin/chromium, its launch
+arguments and the `sync_playwright` fixture (never ``playwright install``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def sync_playwright():
+    """playwright's sync_playwright; fails in CI (``CI=true``) and skips elsewhere without
+    /usr/bin/chromium or the playwright package. Requested before ``app_url``, so no server
+    starts when the browser is missing."""
+    missing = []
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        missing.append(CHROMIUM)
+    try:
+        from playwright.sync_api import sync_playwright as api
+    except ImportError:
+        api = None
+        missing.append("the playwright package")
+    if missing:
+        message = f"browser test needs {' and '.join(missing)}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return api
