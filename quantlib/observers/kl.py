@@ -102,7 +102,8 @@ def kl_divergence_by_threshold(hist: torch.Tensor, num_quant_bins: int,
 @register_observer
 class KLObserver(StoredDataObserver):
     """Chooses the clip threshold |x| <= t whose quantized distribution loses the least
-    information (minimum KL divergence), on a ``kl_bins`` histogram of |x| per channel.
+    information (minimum KL divergence), on a ``kl_bins`` histogram of |x| per channel
+    (fewer bins for channels with under 8 values per bin, see `effective_bins`).
 
     Per tensor, every cut point is scored (as ModelOpt's entropy calibrator does). Cuts that
     cannot win (empty last bin) are skipped; past a work budget of 2**23, many channels are
@@ -133,13 +134,19 @@ class KLObserver(StoredDataObserver):
             best[start:start + rows] = kept.shape[1] - 1 - torch.argmin(kl.flip(1), dim=1)
         return best
 
+    def effective_bins(self, values_per_channel: int, num_quant_bins: int) -> int:
+        """``kl_bins``, or fewer for channels with few values: at least 8 values per bin on
+        average (and 2 bins per quantization step). A 768-value channel spread over 2048
+        bins is mostly empty bins, where KL's choice is noise."""
+        return min(self.config.kl_bins, max(2 * num_quant_bins, values_per_channel // 8))
+
     def compute_threshold(self, values: torch.Tensor) -> torch.Tensor:
         """values [C, N] -> clip threshold t [C]."""
-        bins = self.config.kl_bins
-        hist, amax = abs_histogram(values, bins)
         nq = self.num_quant_bins()
+        bins = self.effective_bins(values.shape[1], nq)
         if nq >= bins:
-            return amax
+            return values.abs().amax(dim=1)
+        hist, amax = abs_histogram(values, bins)
         cuts, counts = useful_cuts(hist, nq)
         # Bound the work (channels x cuts x groups). Per tensor every useful cut is scored;
         # with many channels, first every k-th cut, then all cuts around the coarse winner.

@@ -6,7 +6,7 @@ import torch
 
 from quantlib.observers.base import register_observer
 from quantlib.observers.stored import StoredDataObserver
-from quantlib.quantizers.functional import calculate_qparams, fake_quantize_broadcast
+from quantlib.quantizers.functional import calculate_qparams
 
 _CHUNK_ELEMENTS = 2**24
 SUMMARY_BINS = 4096  # above 16 values per bin, candidates are scored on a histogram summary
@@ -29,12 +29,60 @@ def squared_error_by_ratio(values: torch.Tensor, min_val: torch.Tensor, max_val:
         r = ratios[start:start + step].to(values.device)
         r = r.reshape(-1, 1) if r.dim() == 1 else r  # [R, 1] or [R, C]
         scale, zero = calculate_qparams(min_val * r, max_val * r, bit_type, symmetric)  # [R, C]
-        deq = fake_quantize_broadcast(values, scale.unsqueeze(-1), zero.unsqueeze(-1), bit_type)
-        sq = (deq - values).pow(2)
+        scale, zero = scale.unsqueeze(-1), zero.unsqueeze(-1).to(torch.float32)
+        # fake_quantize with the zero point folded into the clamp bounds (exact: integers)
+        steps = torch.round(values * torch.reciprocal(scale))
+        steps = torch.clamp(steps, bit_type.qmin - zero, bit_type.qmax - zero)
+        sq = torch.square(steps * scale - values)
         if weights is not None:
             sq = sq.double() * weights
         out[start:start + step] = sq.sum(dim=-1, dtype=torch.float64)
     return out
+
+
+def squared_error_sorted(ordered: torch.Tensor, prefix: torch.Tensor, prefix_sq: torch.Tensor,
+                         min_val: torch.Tensor, max_val: torch.Tensor, ratios: torch.Tensor,
+                         bit_type, symmetric: bool) -> torch.Tensor:
+    """`squared_error_by_ratio` from one sorted copy: O(2**bits * log N) per candidate.
+
+    ``ordered`` [C, N] holds each channel's values sorted; ``prefix``/``prefix_sq`` [C, N+1]
+    their float64 running sums of x and x^2. Values between two decision boundaries
+    (q - zp + 1/2) * s share the code q, so their error is sum x^2 - 2 d sum x + n d^2 with
+    d = (q - zp) * s. A value exactly on a boundary has the same error either way, so the
+    result equals the element-wise sum up to float64 rounding.
+    """
+    channels = ordered.shape[0]
+    levels = torch.arange(bit_type.qmin, bit_type.qmax + 1, device=ordered.device,
+                          dtype=torch.float64)  # [L]
+    out = torch.empty(len(ratios), channels, dtype=torch.float64, device=ordered.device)
+    step = max(1, _CHUNK_ELEMENTS // (channels * len(levels)))
+    for start in range(0, len(ratios), step):
+        r = ratios[start:start + step].to(ordered.device)
+        r = r.reshape(-1, 1) if r.dim() == 1 else r
+        scale, zero = calculate_qparams(min_val * r, max_val * r, bit_type, symmetric)  # [R, C]
+        s64 = scale.double().T.unsqueeze(-1)  # [C, R, 1]
+        offset = levels - zero.double().T.unsqueeze(-1)  # [C, R, L]: q - zp
+        bounds = ((offset[..., :-1] + 0.5) * s64).float()  # [C, R, L-1]
+        cut = torch.searchsorted(ordered, bounds.reshape(channels, -1)).reshape(bounds.shape)
+        edges = torch.cat([torch.zeros_like(cut[..., :1]), cut,
+                           torch.full_like(cut[..., :1], ordered.shape[1])], dim=-1)
+        flat = edges.reshape(channels, -1)
+        count = (edges[..., 1:] - edges[..., :-1]).double()
+        total = torch.gather(prefix, 1, flat).reshape(edges.shape).diff(dim=-1)
+        total_sq = torch.gather(prefix_sq, 1, flat).reshape(edges.shape).diff(dim=-1)
+        d = offset * s64  # dequantized value of each code
+        err = (total_sq - 2 * d * total + count * d * d).sum(-1)  # [C, R]
+        out[start:start + step] = err.clamp(min=0).T
+    return out
+
+
+def sorted_prefix_sums(values: torch.Tensor):
+    """values [C, N] -> (sorted float32 [C, N], float64 prefix sums of x and x^2 [C, N+1])."""
+    ordered = torch.sort(values, dim=1).values.contiguous()
+    zero = torch.zeros(len(ordered), 1, dtype=torch.float64, device=values.device)
+    as64 = ordered.double()
+    return (ordered, torch.cat([zero, as64.cumsum(1)], dim=1),
+            torch.cat([zero, (as64 * as64).cumsum(1)], dim=1))
 
 
 def histogram_summary(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,24 +115,36 @@ class OmseObserver(StoredDataObserver):
         values = self.observed_values()
         steps = self.config.omse_steps
         ratios = torch.arange(1, steps + 1, dtype=torch.float32, device=values.device) / steps
-        weights = None
-        if values.shape[1] > 16 * SUMMARY_BINS:
-            values, weights = histogram_summary(values, SUMMARY_BINS)
+        score = self._scorer(values)
         stride = COARSE_STRIDE if values.numel() * steps > _EXHAUSTIVE_WORK else 1
         candidates = torch.arange(stride - 1, steps, stride, device=values.device)
         if int(candidates[-1]) != steps - 1:
             candidates = torch.cat([candidates, candidates.new_tensor([steps - 1])])
-        best = candidates[self._last_argmin(values, weights, ratios[candidates])]  # [C]
+        best = candidates[_last_argmin(score(ratios[candidates]))]  # [C]
         if stride > 1:  # refine: every ratio within one coarse step of the coarse winner
             offsets = torch.arange(1 - stride, stride, device=values.device).unsqueeze(1)
             window = (best.unsqueeze(0) + offsets).clamp(0, steps - 1)  # [W, C]
-            pick = self._last_argmin(values, weights, ratios[window])
+            pick = _last_argmin(score(ratios[window]))
             best = window.gather(0, pick.unsqueeze(0)).squeeze(0)
         best_ratio = ratios[best]
         return self.min_val * best_ratio, self.max_val * best_ratio
 
-    def _last_argmin(self, values, weights, ratios) -> torch.Tensor:
-        """Row index of each channel's least error; on ties the last (widest range)."""
-        errors = squared_error_by_ratio(values, self.min_val, self.max_val, ratios,
-                                        self.bit_type, self.config.is_symmetric, weights)
-        return errors.shape[0] - 1 - torch.argmin(errors.flip(0), dim=0)
+    def _scorer(self, values: torch.Tensor):
+        """ratios -> squared error [R, C], by the cheapest exact-enough route: a histogram
+        summary for huge channels, prefix sums over one sorted copy when N >= 3 * 2**bits,
+        else element-wise fake quantization."""
+        args = (self.min_val, self.max_val)
+        kind = (self.bit_type, self.config.is_symmetric)
+        n = values.shape[1]
+        if n > 16 * SUMMARY_BINS:
+            means, counts = self.derived("summary", lambda v: histogram_summary(v, SUMMARY_BINS))
+            return lambda r: squared_error_by_ratio(means, *args, r, *kind, counts)
+        if 3 * self.bit_type.num_levels <= n:  # measured crossover of the two routes
+            ordered, prefix, prefix_sq = self.derived("sorted", sorted_prefix_sums)
+            return lambda r: squared_error_sorted(ordered, prefix, prefix_sq, *args, r, *kind)
+        return lambda r: squared_error_by_ratio(values, *args, r, *kind)
+
+
+def _last_argmin(errors: torch.Tensor) -> torch.Tensor:
+    """Row index of each channel's least error; on ties the last (widest range)."""
+    return errors.shape[0] - 1 - torch.argmin(errors.flip(0), dim=0)

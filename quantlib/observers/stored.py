@@ -17,6 +17,7 @@ class StoredDataObserver(BaseObserver):
         super().reset()
         self._chunks: list[torch.Tensor] = []
         self._stored = 0
+        self._derived: dict = {}
 
     def _observe(self, flat: torch.Tensor) -> None:
         self._stored += flat.numel()
@@ -32,10 +33,19 @@ class StoredDataObserver(BaseObserver):
             self.min_val = torch.minimum(self.min_val, batch_min)
             self.max_val = torch.maximum(self.max_val, batch_max)
         # A view may share memory with the caller's batch, which the caller may overwrite.
-        self._chunks.append(flat.clone() if flat._base is not None else flat)
+        self._chunks.append(flat.clone(memory_format=torch.contiguous_format)
+                            if flat._base is not None else flat.contiguous())
+        self._derived.clear()
 
     def observed_values(self) -> torch.Tensor:
         """All observed values as one [C, N] float32 tensor."""
         if len(self._chunks) > 1:
             self._chunks = [torch.cat(self._chunks, dim=1)]
         return self._chunks[0]
+
+    def derived(self, key, build):
+        """``build(observed_values())``, cached until the next update. The cache is shared
+        with `with_bit_type` copies, so a bit-width sweep sorts or bins the data once."""
+        if key not in self._derived:
+            self._derived[key] = build(self.observed_values())
+        return self._derived[key]
