@@ -174,9 +174,10 @@ def make_sensitivity_figure(summary: WholeModelSummary) -> go.Figure:
     values = [100 * summary.sensitivity[n] for n in names]
     fig = go.Figure(go.Bar(x=names, y=values, name="only this layer quantized",
                            text=[f"{v:.1f} %" for v in values], textposition="outside"))
-    for value, label, dash in ((summary.fp32_accuracy, "fp32", "dash"),
-                               (summary.quantized_accuracy, "all layers quantized", "dot")):
-        fig.add_hline(y=100 * value, line_dash=dash,
+    for value, label, dash, where in (
+            (summary.fp32_accuracy, "fp32", "dash", "top left"),
+            (summary.quantized_accuracy, "all layers quantized", "dot", "bottom right")):
+        fig.add_hline(y=100 * value, line_dash=dash, annotation_position=where,
                       annotation_text=f"{label}: {100 * value:.1f} %")
     low = min(values + [100 * summary.quantized_accuracy, 100 * summary.fp32_accuracy])
     fig.update_layout(title="Sensitivity: accuracy with only one layer quantized",

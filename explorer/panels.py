@@ -15,7 +15,7 @@ import streamlit as st
 from explorer import cache, data_panel, samples
 from explorer import state as S
 from explorer.pipeline import TENSOR_TITLES, DataSettings, PipelineResult
-from quantlib.config_loader import ConfigError
+from quantlib.config_loader import MAX_CONFIG_BYTES, ConfigError
 from quantlib.quant_config import CALIBRATION_MODES, OBSERVER_TYPES, QUANTIZATION_METHODS
 
 logger = logging.getLogger("explorer")
@@ -80,7 +80,8 @@ def render_sidebar(state) -> DataSettings:
                      args=(state,), help="Load a YAML preset from configs/ into the editors.")
         st.file_uploader("Upload a YAML config", type=["yaml", "yml"], key=S.UPLOAD,
                          on_change=S.on_upload, args=(state,), max_upload_size=1,
-                         help="At most 64 KiB; read with the config loader only.")
+                         help=f"At most {MAX_CONFIG_BYTES // 1024} KiB; read with the config "
+                              "loader only.")
         st.download_button("Download current YAML", data=S.document_text(state),
                            file_name="quant_config.yaml", mime="application/x-yaml",
                            key=S.DOWNLOAD, on_click="ignore", width="stretch")

@@ -24,6 +24,10 @@ from explorer.digits_model import LINEAR_NAMES
 from explorer.pipeline import DataSettings, PipelineResult, build_figures, run_pipeline
 from quantlib.config_loader import MAX_CONFIG_BYTES, ConfigError, load_config_from_yaml
 
+# DataSettings fields that only the app can fill: the digests and tensor name of files
+# uploaded in a browser session. The CLI has no uploads, so it offers no flag for them.
+APP_ONLY_SETTINGS = frozenset({"upload_weight", "upload_tensor", "upload_inputs"})
+
 METRICS = ("qsnr", "mse", "mae", "max_abs_error", "cosine_similarity", "clip_fraction",
            "num_elements")
 
@@ -125,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", type=Path, help="also write metrics (.json or .csv)")
     defaults = DataSettings()
     for field in dataclasses.fields(DataSettings):
+        if field.name in APP_ONLY_SETTINGS:
+            continue
         flag = "--" + field.name.replace("_", "-")
         choices = {"weight_source": samples.WEIGHT_SOURCES,
                    "input_source": samples.INPUT_SOURCES,
@@ -137,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         configs = load_config_from_yaml(args.config)  # regular files only, bounded read
         yaml_text = read_config_text(args.config)  # the report shows the text as written
         settings = DataSettings(**{f.name: getattr(args, f.name)
-                                   for f in dataclasses.fields(DataSettings)})
+                                   for f in dataclasses.fields(DataSettings)
+                                   if f.name not in APP_ONLY_SETTINGS})
         result = run_pipeline(configs, settings,
                               progress=lambda f, text: print(f"[{f:4.0%}] {text}",
                                                              file=sys.stderr))

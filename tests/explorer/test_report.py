@@ -59,7 +59,9 @@ def test_cli_writes_report_and_metrics(tmp_path):
 @pytest.mark.parametrize("args,fragment", [
     (["--in-features", "100000"], "in_features"),
     (["--input-source", "Evil"], None),
-], ids=["too-large", "unknown-source"])
+    (["--source", "upload"], "invalid choice"),
+    (["--upload-weight", "0" * 64], "unrecognized arguments"),  # uploads need the app
+], ids=["too-large", "unknown-source", "upload-source", "upload-flag"])
 def test_cli_rejects_bad_arguments_cleanly(tmp_path, capsys, args, fragment):
     try:
         code = main(["--config", str(CONFIG), "-o", str(tmp_path / "r.html"), *args])
