@@ -94,6 +94,15 @@ class BaseObserver:
 
     # --- for subclasses ------------------------------------------------------------------
 
+    def _track_min_max(self, flat: torch.Tensor) -> None:
+        """Widen the running per-channel ``min_val``/``max_val`` [C] to cover ``flat``."""
+        batch_min, batch_max = torch.aminmax(flat, dim=1)
+        if self.min_val is None:
+            self.min_val, self.max_val = batch_min, batch_max
+        else:
+            self.min_val = torch.minimum(self.min_val, batch_min)
+            self.max_val = torch.maximum(self.max_val, batch_max)
+
     def _observe(self, flat: torch.Tensor) -> None:
         raise NotImplementedError
 

@@ -12,12 +12,7 @@ class MinmaxObserver(BaseObserver):
     """The full observed range: min and max over all updates (torch.ao's MinMaxObserver)."""
 
     def _observe(self, flat: torch.Tensor) -> None:
-        batch_min, batch_max = torch.aminmax(flat, dim=1)
-        if self.min_val is None:
-            self.min_val, self.max_val = batch_min, batch_max
-        else:
-            self.min_val = torch.minimum(self.min_val, batch_min)
-            self.max_val = torch.maximum(self.max_val, batch_max)
+        self._track_min_max(flat)
 
     def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.min_val, self.max_val

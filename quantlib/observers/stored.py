@@ -26,12 +26,7 @@ class StoredDataObserver(BaseObserver):
                 f"{self.name}: {type(self).__name__} would keep {self._stored:,} calibration "
                 f"values, over its limit of {MAX_STORED_ELEMENTS:,}; use fewer or smaller "
                 "calibration batches, or MinmaxObserver/EmaMinmaxObserver")
-        batch_min, batch_max = torch.aminmax(flat, dim=1)
-        if self.min_val is None:
-            self.min_val, self.max_val = batch_min, batch_max
-        else:
-            self.min_val = torch.minimum(self.min_val, batch_min)
-            self.max_val = torch.maximum(self.max_val, batch_max)
+        self._track_min_max(flat)
         # A view may share memory with the caller's batch, which the caller may overwrite.
         self._chunks.append(flat.clone(memory_format=torch.contiguous_format)
                             if flat._base is not None else flat.contiguous())
