@@ -90,13 +90,27 @@ def sample_data(settings: DataSettings) -> SampleData:
     real layer (the digits model from `digits_model`, uploads from this session's state)."""
     uploads = session_uploads() if settings.source == "upload" else None
     digits = digits_model(settings.seed) if settings.source == "digits" else None
-    return _sample_data(settings, uploads, digits)
+    return _sample_data(settings, upload_scope(settings), uploads, digits)
 
 
 @st.cache_resource(max_entries=SAMPLE_DATA_ENTRIES, show_spinner=False)
-def _sample_data(settings: DataSettings, _uploads, _digits) -> SampleData:
-    # The settings key it: they hold the upload digests and the digits seed.
+def _sample_data(settings: DataSettings, held: tuple[str, ...], _uploads,
+                 _digits) -> SampleData:
+    # The settings key it (they hold the upload digests and the digits seed), with the
+    # uploads this session holds (`upload_scope`).
     return make_sample_data(settings, _uploads, _digits)
+
+
+def upload_scope(settings: DataSettings, state=None) -> tuple[str, ...]:
+    """The digests of the uploads ``settings`` reads that this session holds; part of the key
+    of everything built from uploads. The caches are shared by every session and a link
+    carries the digests, so without it a session opened from someone's link would get their
+    results (and the safetensors export) of tensors it never uploaded. A session that holds
+    the same file (same digest) shares the entries: it has the data anyway."""
+    if settings.source != "upload":
+        return ()
+    held = session_uploads(state)
+    return tuple(d for d in (settings.upload_weight, settings.upload_inputs) if d and d in held)
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
@@ -105,7 +119,7 @@ def _result_store() -> BoundedLRU:
 
 
 def result_key(configs: Mapping[str, QuantConfig | None], settings: DataSettings) -> tuple:
-    return config_key(configs), settings
+    return config_key(configs), settings, upload_scope(settings)
 
 
 def lookup_result(configs: Mapping[str, QuantConfig | None],
@@ -253,7 +267,7 @@ def _compare_view_store() -> BoundedLRU:
 
 def compare_key(configs: Mapping[str, QuantConfig | None], settings: DataSettings,
                 *extra) -> tuple:
-    return ("compare", config_key(configs), settings, *extra)
+    return ("compare", config_key(configs), settings, upload_scope(settings), *extra)
 
 
 def lookup_compare(configs: Mapping[str, QuantConfig | None], settings: DataSettings,
@@ -297,7 +311,7 @@ def compare_sweep(configs: Mapping[str, QuantConfig | None], settings: DataSetti
 
 
 @st.cache_resource(max_entries=SAMPLE_DATA_ENTRIES, show_spinner=False)
-def _calibration_outputs(settings: DataSettings, _data: SampleData):
+def _calibration_outputs(settings: DataSettings, held: tuple[str, ...], _data: SampleData):
     return calibration_outputs(_data)
 
 
@@ -305,7 +319,7 @@ def compare_clip_view(tensor: str, runs: Mapping[str, ConfigRun], settings: Data
                       channel: int | None, scope: str) -> ClipView:
     """`compare_clip.clip_view` of the weight or the calibration outputs for ``runs`` (name ->
     `ConfigRun`), keyed by the names, the configs' values, the data settings and the channel."""
-    key = ("clip view", tensor, settings, channel,
+    key = ("clip view", tensor, settings, upload_scope(settings), channel,
            tuple((name, config_key(run.configs)) for name, run in runs.items()))
     store = _compare_view_store()
     hit = store.get(key)
@@ -314,7 +328,7 @@ def compare_clip_view(tensor: str, runs: Mapping[str, ConfigRun], settings: Data
         if tensor == "weight":
             values, axis = data.weight, 0
         else:
-            values, axis = _calibration_outputs(settings, data), -1
+            values, axis = _calibration_outputs(settings, upload_scope(settings), data), -1
         hit = clip_view(values, {name: run.tensors[tensor] for name, run in runs.items()},
                         axis, channel, scope)
         store.put(key, hit)

@@ -185,8 +185,12 @@ def run_pipeline(
     layer = build_layer(configs, data, report)
     lap("build, calibrate, qparams")
     with torch.no_grad():
+        layer.keep_fp32_output = True  # the profiler's reference, reused for the error map
         quantized_output = layer(data.eval_batch)
-        fp32_output = F.linear(data.eval_batch, layer.weight, layer.bias)
+        fp32_output = layer.last_fp32_output
+        if fp32_output is None:  # output profiling is off
+            fp32_output = F.linear(data.eval_batch, layer.weight, layer.bias)
+        layer.last_fp32_output = None
     lap("quantized forward")
     profiles = layer.get_profiling_results()
     tensors = {

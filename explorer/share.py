@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import re
 import warnings
 import zlib
 
@@ -22,7 +23,7 @@ from explorer import data_sources, samples
 from explorer.digits_model import LINEAR_NAMES
 from explorer.pipeline import DataSettings
 from quantlib.config_loader import parse_section
-from quantlib.errors import ConfigError
+from quantlib.errors import ConfigError, show_value
 
 PARAM = "s"
 VERSION = 1
@@ -31,6 +32,11 @@ MAX_STATE_BYTES = 64 * 1024
 EDITORS = ("weight", "outputs", "activation")
 MAX_FLOW_DEPTH = 16
 MAX_NODES = 256
+# ``bit_type.name`` is free text to the loader, and the app shows it as Markdown (Teach tab) and
+# in plot titles (Plotly reads a little HTML): a link, which puts it on someone else's page,
+# may carry plain labels only (int8, uint4, my_format, fp8-e4m3).
+MAX_LABEL_CHARS = 32
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", re.ASCII)
 
 
 class ShareError(ValueError):
@@ -59,7 +65,12 @@ class SharedState:
 
 
 def encode_state(state: SharedState) -> dict[str, str]:
-    """-> query parameters ``{"s": ...}`` for ``st.query_params``."""
+    """-> query parameters ``{"s": ...}`` for ``st.query_params``; raises `ShareError` for a
+    state `decode_state` would refuse (an invalid text, a name that is not a plain label)."""
+    for name, text in zip(EDITORS, (state.weight_yaml, state.outputs_yaml,
+                                    state.activation_yaml)):
+        if text is not None:
+            _check_text(text, name, "the")
     doc = {"v": VERSION, "weight": state.weight_yaml, "outputs": state.outputs_yaml,
            "activation": state.activation_yaml,
            "activation_enabled": state.activation_enabled,
@@ -101,18 +112,27 @@ def decode_state(params: dict[str, str]) -> SharedState:
             continue
         if not isinstance(value, str):
             raise ShareError(f"the link's '{name}' config must be YAML text")
-        try:
-            with warnings.catch_warnings():  # the editor shows a text's warnings once loaded
-                warnings.simplefilter("ignore")
-                parse_section(value, name)
-        except ConfigError as err:
-            raise ShareError(f"the link's {name} config is invalid: {err}") from None
+        _check_text(value, name, "the link's")
         texts[name] = value
     enabled = doc.get("activation_enabled")
     if enabled is not None and not isinstance(enabled, bool):
         raise ShareError(f"the link's activation_enabled must be true or false, got {enabled!r}")
     return SharedState(texts["weight"], texts["outputs"], texts["activation"],
                        _settings(doc.get("data")), enabled)
+
+
+def _check_text(text: str, name: str, whose: str) -> None:
+    """Raise `ShareError` unless ``text`` is a valid ``name`` section whose ``bit_type.name``
+    is a plain label (`MAX_LABEL_CHARS`)."""
+    try:
+        with warnings.catch_warnings():  # the editor shows a text's warnings once loaded
+            warnings.simplefilter("ignore")
+            label = parse_section(text, name).bit_type.name
+    except ConfigError as err:
+        raise ShareError(f"{whose} {name} config is invalid: {err}") from None
+    if len(label) > MAX_LABEL_CHARS or not _LABEL.fullmatch(label):
+        raise ShareError(f"{whose} {name}.bit_type.name {show_value(label)} is not a plain "
+                         f"label (at most {MAX_LABEL_CHARS} letters, digits and _ . + -)")
 
 
 class _StateLoader(yaml.SafeLoader):

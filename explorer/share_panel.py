@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import MutableMapping
 
 import streamlit as st
@@ -25,6 +26,7 @@ from explorer.share import PARAM, SharedState, ShareError, decode_state, encode_
 
 logger = logging.getLogger("explorer")
 
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # ASCII punctuation: Markdown can escape it
 DOWNLOAD_KEYS = {"html": "share.download_html", "json": "share.download_json",
                  "csv": "share.download_csv", "safetensors": "share.download_safetensors"}
 
@@ -52,8 +54,8 @@ def apply_link(state: MutableMapping, params) -> tuple[str, str] | None:
     try:
         shared = decode_state({PARAM: params[PARAM]})
     except ShareError as err:
-        return "error", (f"This link could not be opened: {err}. Showing the default "
-                         "configuration instead.")
+        return "error", (f"This link could not be opened: {markdown_literal(str(err))}. "
+                         "Showing the default configuration instead.")
     except Exception:  # noqa: BLE001 - a link must never crash the page
         logger.exception("decoding a shared link failed")
         return "error", ("This link could not be opened (see the server log). Showing the "
@@ -62,6 +64,14 @@ def apply_link(state: MutableMapping, params) -> tuple[str, str] | None:
                             "activation": shared.activation_yaml},
                     shared.activation_enabled, shared.settings)
     return "success", "Loaded the configuration and data settings from the link."
+
+
+def markdown_literal(text: str) -> str:
+    """``text`` with every ASCII punctuation character backslash-escaped, so Markdown shows
+    it as written. A link's error quotes values from the link, and the notice is Markdown:
+    unescaped, a crafted link could put images (fetched from anywhere on opening it), links
+    or formatting into the page of whoever opens it."""
+    return _PUNCTUATION.sub(r"\\\1", text)
 
 
 def safetensors_bytes(configs: dict, data: SampleData, yaml_text: str) -> bytes:
@@ -135,7 +145,7 @@ def _render_link(state: MutableMapping) -> None:
     try:
         params = encode_state(shared_state_of(state))
     except ShareError as err:
-        st.warning(f"No link: {err}", icon="🔗")
+        st.warning(f"No link: {markdown_literal(str(err))}", icon="🔗")
         return
     token = params[PARAM]
     if st.query_params.get(PARAM) != token:

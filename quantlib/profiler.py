@@ -102,9 +102,10 @@ class QuantProfiler:
         unscale2 = 1.0 / (factor * factor)
         channel_signal = (ref * ref).sum(dim=1).double() * unscale2
         channel_noise = (err * err).sum(dim=1).double() * unscale2
-        abs_err = err.abs()
-        stats = torch.stack([(ref * deq).sum(), (deq * deq).sum(), abs_err.sum(),
-                             abs_err.amax()]).double().tolist()
+        ref_flat, deq_flat, err_flat = ref.reshape(-1), deq.reshape(-1), err.reshape(-1)
+        stats = torch.stack([torch.dot(ref_flat, deq_flat), torch.dot(deq_flat, deq_flat),
+                             torch.linalg.vector_norm(err_flat, ord=1),
+                             torch.linalg.vector_norm(err_flat, ord=math.inf)]).double().tolist()
         sums = (float(channel_signal.sum()), float(channel_noise.sum()),
                 stats[2] / factor, stats[0] * unscale2, stats[1] * unscale2)
         for key, value in zip(self._sums, sums):
@@ -142,7 +143,14 @@ class QuantProfiler:
         # float32 index math (overflow gives +-inf, which the clamp maps to the end bins),
         # float64 only when the bin width itself is below float32's range (denormal data)
         wide = per_unit > 2.0**100
+        high = low + self.num_bins / per_unit
         for values, counts in ((ref, self._fp32_counts), (deq, self._quant_counts)):
+            if values.numel() < 2**24 and not wide:  # torch.histc's float counts are exact
+                binned = torch.histc(values, self.num_bins, low, high).to(torch.int64)
+                binned[0] += (values < low).sum()  # histc drops values outside the edges
+                binned[-1] += (values > high).sum()
+                counts += binned.cpu()
+                continue
             values = values.double() if wide else values
             idx = ((values - low) * per_unit).clamp_(0, self.num_bins - 1).long()
             counts += torch.bincount(idx.reshape(-1), minlength=self.num_bins).cpu()

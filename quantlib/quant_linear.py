@@ -69,6 +69,10 @@ class QuantLinear(nn.Module):
             _check_finite(self.bias, layer_name, "bias")
         self.fwd_func = F.linear
         self.fwd_kwargs: dict = {}
+        # Opt-in: keep the fp32 reference the profiler computes in a quantized forward, so a
+        # caller that also needs it (error maps) does not run the fp32 linear again.
+        self.keep_fp32_output = False
+        self.last_fp32_output: torch.Tensor | None = None
         self._mode = "fp32"
 
         self.weight_config, self.out_config, self.act_config = weight_config, out_config, act_config
@@ -182,6 +186,8 @@ class QuantLinear(nn.Module):
     def _profile_forward(self, x, x_q, output) -> None:
         if self.output_profiler is not None:
             fp32_output = self.fwd_func(x, self.weight, self.bias, **self.fwd_kwargs)
+            if self.keep_fp32_output:
+                self.last_fp32_output = fp32_output
             self.output_profiler.update(fp32_output, output, *self.output_quantizer.clip_range(),
                                         self.output_scaler)
             self.output_profiler.memory = _memory(output, self.out_config, self.output_scaler)
@@ -224,7 +230,10 @@ class QuantLinear(nn.Module):
 
 
 def _check_finite(t: torch.Tensor, layer_name: str, what: str) -> None:
-    if t.numel() and not bool(torch.isfinite(t).all()):
+    if t.numel() == 0:
+        return
+    low, high = torch.aminmax(t.detach())  # NaN and Inf propagate: one cheap pass
+    if not (math.isfinite(float(low)) and math.isfinite(float(high))):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{layer_name}: the {what} contains {bad} NaN/Inf value(s); "
                          "quantization needs finite values")

@@ -35,8 +35,9 @@ def build_observer(
 class BaseObserver:
     """Collects statistics of a tensor and turns them into qparams.
 
-    Subclasses implement `_observe(flat)` and `_compute_range() -> (min [C], max [C])`, where
-    ``flat`` is the tensor as [C, N] float32 (C = 1 for layer_wise).
+    Subclasses implement `_observe(flat, batch_min, batch_max)` and
+    `_compute_range() -> (min [C], max [C])`, where ``flat`` is the tensor as [C, N] float32
+    (C = 1 for layer_wise) and ``batch_min``/``batch_max`` [C] its extremes.
     """
 
     def __init__(self, config: QuantConfig, channel_axis: int = 0, name: str = "tensor") -> None:
@@ -59,8 +60,13 @@ class BaseObserver:
         flat = self._flatten(tensor)
         if flat.numel() == 0:
             return
+        # NaN and Inf propagate into the extremes: one pass checks finiteness too.
+        batch_min, batch_max = torch.aminmax(flat, dim=1)
+        if not bool(torch.isfinite(batch_min).all() & torch.isfinite(batch_max).all()):
+            raise ValueError(f"{self.name}: the tensor contains NaN or Inf; "
+                             "quantization needs finite values")
         self.num_observed += flat.shape[1]
-        self._observe(flat)
+        self._observe(flat, batch_min, batch_max)
 
     def get_quantization_params(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale float32, zero_point int64), each [1] (layer_wise) or [C] (channel_wise)."""
@@ -94,16 +100,17 @@ class BaseObserver:
 
     # --- for subclasses ------------------------------------------------------------------
 
-    def _track_min_max(self, flat: torch.Tensor) -> None:
-        """Widen the running per-channel ``min_val``/``max_val`` [C] to cover ``flat``."""
-        batch_min, batch_max = torch.aminmax(flat, dim=1)
+    def _track_min_max(self, batch_min: torch.Tensor, batch_max: torch.Tensor) -> None:
+        """Widen the running per-channel ``min_val``/``max_val`` [C] to cover a batch's."""
         if self.min_val is None:
             self.min_val, self.max_val = batch_min, batch_max
         else:
             self.min_val = torch.minimum(self.min_val, batch_min)
             self.max_val = torch.maximum(self.max_val, batch_max)
 
-    def _observe(self, flat: torch.Tensor) -> None:
+    def _observe(self, flat: torch.Tensor, batch_min: torch.Tensor,
+                 batch_max: torch.Tensor) -> None:
+        """Take in one batch [C, N] and its per-channel extremes [C]."""
         raise NotImplementedError
 
     def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,9 +121,6 @@ class BaseObserver:
             raise TypeError(f"{self.name}: expected a torch.Tensor, got {type(tensor).__name__}")
         if not (tensor.is_floating_point()):
             tensor = tensor.float()
-        if tensor.numel() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"{self.name}: the tensor contains NaN or Inf; "
-                             "quantization needs finite values")
         x = tensor.detach().float()
         if self.calibration_mode == "layer_wise" or x.dim() == 0:
             return x.reshape(1, -1)

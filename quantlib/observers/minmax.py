@@ -11,8 +11,8 @@ from quantlib.observers.base import BaseObserver, register_observer
 class MinmaxObserver(BaseObserver):
     """The full observed range: min and max over all updates (torch.ao's MinMaxObserver)."""
 
-    def _observe(self, flat: torch.Tensor) -> None:
-        self._track_min_max(flat)
+    def _observe(self, flat, batch_min, batch_max) -> None:
+        self._track_min_max(batch_min, batch_max)
 
     def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.min_val, self.max_val
@@ -25,8 +25,7 @@ class EmaMinmaxObserver(BaseObserver):
     The first batch sets the range; ``ema_momentum`` (m) comes from the config.
     """
 
-    def _observe(self, flat: torch.Tensor) -> None:
-        batch_min, batch_max = torch.aminmax(flat, dim=1)
+    def _observe(self, flat, batch_min, batch_max) -> None:
         if self.min_val is None:
             self.min_val, self.max_val = batch_min, batch_max
             return

@@ -26,7 +26,7 @@ def order_statistics(values: torch.Tensor, ranks: list[int]) -> list[float]:
     lo, hi = torch.aminmax(values)
     if bool(lo == hi):
         return [float(lo)] * len(ranks)
-    idx = ((values - lo) * (_SELECT_BINS / (hi - lo))).long().clamp_(0, _SELECT_BINS - 1)
+    idx = ((values - lo) * (_SELECT_BINS / (hi - lo))).int().clamp_(0, _SELECT_BINS - 1)
     cum = torch.bincount(idx, minlength=_SELECT_BINS).cumsum(0)
     wanted = torch.tensor(ranks, device=cum.device)
     bins = torch.searchsorted(cum, wanted, right=True).tolist()

@@ -19,14 +19,15 @@ class StoredDataObserver(BaseObserver):
         self._stored = 0
         self._derived: dict = {}
 
-    def _observe(self, flat: torch.Tensor) -> None:
+    def _observe(self, flat: torch.Tensor, batch_min: torch.Tensor,
+                 batch_max: torch.Tensor) -> None:
         self._stored += flat.numel()
         if self._stored > MAX_STORED_ELEMENTS:
             raise ValueError(
                 f"{self.name}: {type(self).__name__} would keep {self._stored:,} calibration "
                 f"values, over its limit of {MAX_STORED_ELEMENTS:,}; use fewer or smaller "
                 "calibration batches, or MinmaxObserver/EmaMinmaxObserver")
-        self._track_min_max(flat)
+        self._track_min_max(batch_min, batch_max)
         # A view may share memory with the caller's batch, which the caller may overwrite.
         self._chunks.append(flat.clone(memory_format=torch.contiguous_format)
                             if flat._base is not None else flat.contiguous())

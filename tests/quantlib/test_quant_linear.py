@@ -215,3 +215,14 @@ def test_minmax_clips_nothing_and_percentile_reports_its_clipping():
     pct = QuantConfig(observer_type="PercentileObserver", percentile_alpha=0.9)
     clipped = QuantLinear(linear, minmax, pct).get_profiling_results()["weight"]["statistics"]
     assert 0.15 < clipped["clip_fraction"] < 0.25  # ~10% beyond each tail
+
+
+def test_kept_fp32_output_is_the_true_reference():
+    linear = make_linear()
+    layer = calibrated(QuantLinear(linear, QuantConfig(), QuantConfig()))
+    x = torch.randn(5, 32)
+    layer(x)
+    assert layer.last_fp32_output is None  # opt-in only
+    layer.keep_fp32_output = True
+    layer(x)
+    assert torch.equal(layer.last_fp32_output, linear(x).detach())

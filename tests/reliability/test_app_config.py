@@ -1,16 +1,17 @@
 """.streamlit/config.toml: the server settings SECURITY.md relies on stay set.
 
 Streamlit ignores a misspelt option with only a log line, so each setting is checked twice:
-in the file as written (parsed with `tomllib`) and as Streamlit itself reads it.
+in the file as written (parsed with `tomllib`, there from Python 3.11 on, which the pinned
+Streamlit requires) and as Streamlit itself reads it.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from streamlit import config as st_config
 
 from explorer import data_panel, uploads

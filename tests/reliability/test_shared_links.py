@@ -1,0 +1,125 @@
+"""What a shared link can do to the session of whoever opens it: no more than load a valid
+state. It cannot open the sender's uploaded tensors (a link carries their digests, and the
+caches are shared by every session: `explorer.cache.upload_scope`), and it cannot put
+Markdown (images fetched on opening, links, formatting) into that person's page."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from streamlit.testing.v1 import AppTest
+
+from explorer import cache
+from explorer import state as S
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TIMEOUT = 180
+EXPORT = "share.download_safetensors"
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    cache.clear_all()
+    yield
+    cache.clear_all()
+
+
+def npy(name: str, array: np.ndarray) -> tuple[str, bytes, str]:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return name, buffer.getvalue(), "application/octet-stream"
+
+
+def session(token: str | None = None, **data) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if token is not None:
+        at.query_params["s"] = token
+    for name, value in data.items():
+        at.session_state[S.data_key(name)] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def weight_charts(at: AppTest) -> list[str]:
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    return [t for t in titles if t.startswith("Weight")]
+
+
+def test_a_link_to_an_uploaded_tensor_does_not_open_it_in_another_session():
+    secret = np.random.default_rng(0).standard_normal((48, 80)).astype(np.float32)
+    owner = session(source="upload", num_batches=2, batch_size=32)
+    owner.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(npy("secret.npy", secret)).run()
+    assert not owner.exception and not owner.error
+    assert any("(48×80)" in t for t in weight_charts(owner))
+    assert EXPORT in {b.key for b in owner.sidebar.get("download_button")}
+    token = owner.query_params["s"]  # carries the digest, not the bytes
+
+    # Everything the owner computed is cached under that digest; the other session must not
+    # get it: no results, no plots of the weight, no export of its codes.
+    other = session(token)
+    assert any("from the link" in s.value for s in other.success)
+    assert [e.value for e in other.error] == [
+        "Could not quantize with these settings: the uploaded weight file is no longer in "
+        "this session; upload it again"]
+    assert not weight_charts(other) and not other.metric
+    assert EXPORT not in {b.key for b in other.sidebar.get("download_button")}
+    for tab in ("Compare", "Teach"):  # their caches are keyed the same way
+        other.session_state[S.TABS] = tab
+        other.run()
+        assert not other.exception and other.error, tab
+        assert not weight_charts(other), tab
+
+    # Uploading the same file there gives the same numbers (the cache is shared for it).
+    other.session_state[S.TABS] = "Single layer"
+    other.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(npy("mine.npy", secret)).run()
+    assert not other.exception and not other.error
+    assert ([m.value for m in other.metric if m.label == "Weight QSNR"]
+            == [m.value for m in owner.metric if m.label == "Weight QSNR"])
+
+
+def link(text: str) -> str:
+    return base64.urlsafe_b64encode(zlib.compress(text.encode())).decode().rstrip("=")
+
+
+PIXEL = "![x](https://tracker.example/t.png)"
+
+
+@pytest.mark.parametrize("text", [
+    f"v: 1\nweight: \"observer_type: '{PIXEL}'\"\noutputs: ''\ndata: {{}}\n",
+    f"v: 1\nweight: 'kl_bins: 512'\noutputs: 'kl_bins: 512'\ndata: {{'{PIXEL}': 1}}\n",
+    f"v: 1\nweight: \"bit_type: {{bits: 8, name: '{PIXEL}'}}\"\noutputs: ''\ndata: {{}}\n",
+], ids=["quoted-in-the-error", "unknown-setting", "bit-type-name"])
+def test_a_link_cannot_put_markdown_into_the_page(text):
+    at = session(link(text), in_features=64, out_features=64, num_batches=2, batch_size=32)
+    (message,) = [e.value for e in at.error]  # Markdown: what the browser renders
+    assert "could not be opened" in message
+    assert "tracker.example" in message.replace("\\", "")  # quoted, as plain text
+    assert "![" not in message and "](" not in message
+    assert "observer_type: MinmaxObserver" in at.text_area(key=S.text_key("weight")).value
+
+
+@pytest.mark.parametrize("label", [PIXEL, "<a href='https://x.example'>int8</a>", "int 8",
+                                   "x" * 33, "int8\u200b"])
+def test_links_carry_plain_bit_type_names_only(label):
+    from explorer.pipeline import DataSettings
+    from explorer.share import SharedState, ShareError, decode_state, encode_state
+
+    plain = SharedState("bit_type: {bits: 4, name: my_format-4.1}\n", "kl_bins: 512\n", None,
+                        DataSettings())
+    assert decode_state(encode_state(plain)) == plain
+    marked = SharedState(f"bit_type: {{bits: 4, name: {label!r}}}\n", "kl_bins: 512\n", None,
+                         DataSettings())
+    with pytest.raises(ShareError, match="not a plain label"):
+        encode_state(marked)  # the sidebar says why there is no link
+    token = link(yaml.safe_dump({"v": 1, "weight": marked.weight_yaml,
+                                 "outputs": "kl_bins: 512", "data": {}}))
+    with pytest.raises(ShareError, match="not a plain label"):
+        decode_state({"s": token})
