@@ -15,7 +15,7 @@ def abs_histogram(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.
     """Per-channel histogram of |values| on [0, max|x|]: values [C, N] -> (counts int64 [C, B],
     amax [C]). Counts are int64, so no bin saturates."""
     mag = values.abs()
-    amax = mag.amax(dim=1)
+    amax = mag.amax().reshape(1) if len(mag) == 1 else mag.amax(dim=1)  # see channel_extremes
     # bins / amax overflows float32 for denormal ranges; scale those channels up by 2**64
     # first (exact: a power of two), so every value still lands in its own bin.
     tiny = (amax > 0) & (amax < 2.0**-64)

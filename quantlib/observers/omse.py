@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from quantlib.observers.base import register_observer
+from quantlib.observers.base import channel_extremes, register_observer
 from quantlib.observers.stored import StoredDataObserver
 from quantlib.quantizers.functional import calculate_qparams
 
@@ -89,7 +89,7 @@ def histogram_summary(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, to
     """Compress each channel to ``bins`` equal-width bins on [min, max]: values [C, N] ->
     (bin means float32 [C, B], counts float64 [C, B]). Empty bins have count 0."""
     channels = values.shape[0]
-    lo, hi = torch.aminmax(values, dim=1)
+    lo, hi = channel_extremes(values)
     width = torch.where(hi > lo, (hi - lo) / bins, torch.ones_like(hi))
     idx = ((values - lo.unsqueeze(1)) / width.unsqueeze(1)).long().clamp_(0, bins - 1)
     idx += torch.arange(channels, device=values.device).unsqueeze(1) * bins
