@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from quantlib.errors import ConfigError, show_value
 
+# The name is shown in pages, plots and reports: a plain label, never markup.
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}")
 MIN_BITS = 2
 MAX_BITS = 16
 
@@ -35,6 +38,10 @@ class BitType:
                               "name")
         if not self.name:
             object.__setattr__(self, "name", self.default_name)
+        if not _LABEL.fullmatch(self.name):
+            raise ConfigError(f"must be a plain label: a letter or digit, then at most 31 "
+                              f"letters, digits or _.+- (e.g. int8), got {show_value(self.name)}",
+                              "name")
 
     @property
     def default_name(self) -> str:
