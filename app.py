@@ -24,12 +24,9 @@ share_panel.render_link_notice(st.session_state)
     ["Single layer", "Whole model", "Compare", "Teach"], key=S.TABS, on_change="rerun")
 with single_layer_tab:
     configs, has_errors = panels.render_editors(st.session_state)
-    computed = None if configs is None else panels.compute_results(configs, settings)
-    stale = computed is None
-    if stale:
-        computed = st.session_state[S.LAST_GOOD]  # the last valid results, marked stale
-    else:
-        st.session_state[S.LAST_GOOD] = computed
+    computed, stale = S.keep_last_good(
+        st.session_state, S.LAST_GOOD,
+        None if configs is None else panels.compute_results(configs, settings))
     panels.render_results(computed, stale, has_errors)
 with whole_model_tab:
     if whole_model_tab.open:  # quantizes the whole digits MLP only while this tab is open

@@ -7,6 +7,8 @@
 - `digits_model(seed)`: the trained digits MLP (2 seeds); `whole_model(configs, seed)`: its
   `WholeModelSummary` with every Linear quantized, keyed by config values and seed. Uploads are
   keyed by the digest of their bytes (computed once, at upload).
+- `cached_layer(configs, settings)`: the calibrated layer `cached_result` built (kept, so the
+  Teach tab and the safetensors export do not calibrate again).
 - `cached_analysis(configs, settings)`: the Teach tab's calibrated layer and per-tensor
   views (2 entries), keyed like the results.
 - `compare_run` / `compare_sweep` / `compare_clip_view`: the Compare tab's per-config runs
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -46,15 +48,18 @@ from explorer.pipeline import (
     ProgressCallback,
     SampleData,
     build_figures,
+    build_layer,
     config_key,
     make_sample_data,
     run_pipeline,
 )
-from explorer.teach_data import LayerAnalysis, build_analysis
+from explorer.teach_data import LayerAnalysis, analyse_layer
 from quantlib.quant_config import QuantConfig
+from quantlib.quant_linear import QuantLinear
 
 SAMPLE_DATA_ENTRIES = 4
 RESULT_ENTRIES = 16
+LAYER_ENTRIES = 2  # each a calibrated layer: weight, codes, dequantized weight, observers
 
 Computed = tuple[PipelineResult, dict[str, go.Figure]]
 
@@ -73,6 +78,14 @@ class BoundedLRU:
                 return None
             self._items.move_to_end(key)
             return self._items[key]
+
+    def get_or_put(self, key: Hashable, make: Callable[[], object]):
+        """The value under ``key``, or ``make()`` stored there first."""
+        hit = self.get(key)
+        if hit is None:
+            hit = make()
+            self.put(key, hit)
+        return hit
 
     def put(self, key: Hashable, value: object) -> None:
         with self._lock:
@@ -132,19 +145,35 @@ def cached_result(configs: Mapping[str, QuantConfig | None], settings: DataSetti
                   progress: ProgressCallback | None = None) -> Computed:
     """Run the pipeline (or reuse its cached run) and build the figures."""
     key = result_key(configs, settings)
-    store = _result_store()
-    hit = store.get(key)
-    if hit is not None:
-        return hit
-    result = run_pipeline(configs, settings, progress, data=sample_data(settings))
-    computed = (result, build_figures(result))
-    store.put(key, computed)
-    return computed
+
+    def compute() -> Computed:
+        result = run_pipeline(configs, settings, progress, data=sample_data(settings),
+                              on_layer=lambda layer: _layer_store().put(key, layer))
+        return result, build_figures(result)
+
+    return _result_store().get_or_put(key, compute)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _layer_store() -> BoundedLRU:
+    return BoundedLRU(LAYER_ENTRIES)
+
+
+def lookup_layer(configs: Mapping[str, QuantConfig | None],
+                 settings: DataSettings) -> QuantLinear | None:
+    """The calibrated layer behind a cached result (for exports), or None."""
+    return _layer_store().get(result_key(configs, settings))
+
+
+def cached_layer(configs: Mapping[str, QuantConfig | None], settings: DataSettings) -> QuantLinear:
+    """The calibrated layer the pipeline built for ``configs`` on ``settings``; built (once)
+    only when it has left the cache."""
+    return _layer_store().get_or_put(result_key(configs, settings),
+                                     lambda: build_layer(configs, sample_data(settings)))
 
 
 def clear_all() -> None:
     """Empty every cache (tests call this between cases)."""
-    st.cache_data.clear()
     st.cache_resource.clear()
 
 
@@ -206,13 +235,9 @@ def whole_model(configs: Mapping[str, QuantConfig | None], seed: int, sensitivit
                 progress: ProgressCallback | None = None) -> WholeModelSummary:
     """Every Linear of the digits MLP (``seed``) quantized with ``configs`` (cached by the
     configs' values, the seed and whether the per-layer sensitivity is included)."""
-    key = whole_model_key(configs, seed, sensitivity)
-    store = _whole_model_store()
-    hit = store.get(key)
-    if hit is None:
-        hit = run_whole_model(digits_model(seed), configs, sensitivity, progress)
-        store.put(key, hit)
-    return hit
+    return _whole_model_store().get_or_put(
+        whole_model_key(configs, seed, sensitivity),
+        lambda: run_whole_model(digits_model(seed), configs, sensitivity, progress))
 
 
 # --- teaching / sharing --------------------------------------------------------------------
@@ -229,13 +254,9 @@ def cached_analysis(configs: Mapping[str, QuantConfig | None],
                     settings: DataSettings) -> LayerAnalysis:
     """The Teach tab's `LayerAnalysis` (a calibrated layer and what each quantizer saw) for
     ``configs`` on ``settings``' data, keyed like `cached_result`."""
-    key = result_key(configs, settings)
-    store = _analysis_store()
-    hit = store.get(key)
-    if hit is None:
-        hit = build_analysis(configs, sample_data(settings))
-        store.put(key, hit)
-    return hit
+    return _analysis_store().get_or_put(
+        result_key(configs, settings),
+        lambda: analyse_layer(cached_layer(configs, settings), sample_data(settings)))
 # --- end teaching / sharing ----------------------------------------------------------------
 
 
@@ -283,31 +304,27 @@ def compare_run(configs: Mapping[str, QuantConfig | None], settings: DataSetting
     """One config of the compare view calibrated on ``settings``' data and evaluated
     (`compare.calibrate_config`), cached; its calibrated layer is kept for `compare_sweep`."""
     key = compare_key(configs, settings)
-    store = _compare_store()
-    hit = store.get(key)
-    if hit is None:
-        layer, hit = calibrate_config(configs, sample_data(settings), progress)
+
+    def calibrate() -> ConfigRun:
+        layer, run = calibrate_config(configs, sample_data(settings), progress)
         _compare_layers().put(key, layer)
-        store.put(key, hit)
-    return hit
+        return run
+
+    return _compare_store().get_or_put(key, calibrate)
 
 
 def compare_sweep(configs: Mapping[str, QuantConfig | None], settings: DataSettings,
                   bits: tuple[int, ...], progress: ProgressCallback | None = None) -> Sweep:
     """The bit-width sweep of one config (`compare.sweep_layer`) from its calibrated layer,
     cached; the layer is recalibrated once only if it has left the layer cache."""
-    key = compare_key(configs, settings, "sweep", tuple(bits))
-    store = _compare_store()
-    hit = store.get(key)
-    if hit is None:
+    run_key = compare_key(configs, settings)
+
+    def sweep() -> Sweep:
         data = sample_data(settings)
-        layer = _compare_layers().get(compare_key(configs, settings))
-        if layer is None:
-            layer = calibrate_config(configs, data)[0]
-            _compare_layers().put(compare_key(configs, settings), layer)
-        hit = sweep_layer(layer, data.eval_batch, bits, progress)
-        store.put(key, hit)
-    return hit
+        layer = _compare_layers().get_or_put(run_key, lambda: calibrate_config(configs, data)[0])
+        return sweep_layer(layer, data.eval_batch, bits, progress)
+
+    return _compare_store().get_or_put((*run_key, "sweep", tuple(bits)), sweep)
 
 
 @st.cache_resource(max_entries=SAMPLE_DATA_ENTRIES, show_spinner=False)
@@ -321,16 +338,15 @@ def compare_clip_view(tensor: str, runs: Mapping[str, ConfigRun], settings: Data
     `ConfigRun`), keyed by the names, the configs' values, the data settings and the channel."""
     key = ("clip view", tensor, settings, upload_scope(settings), channel,
            tuple((name, config_key(run.configs)) for name, run in runs.items()))
-    store = _compare_view_store()
-    hit = store.get(key)
-    if hit is None:
+
+    def view() -> ClipView:
         data = sample_data(settings)
         if tensor == "weight":
             values, axis = data.weight, 0
         else:
             values, axis = _calibration_outputs(settings, upload_scope(settings), data), -1
-        hit = clip_view(values, {name: run.tensors[tensor] for name, run in runs.items()},
-                        axis, channel, scope)
-        store.put(key, hit)
-    return hit
+        return clip_view(values, {name: run.tensors[tensor] for name, run in runs.items()},
+                         axis, channel, scope)
+
+    return _compare_view_store().get_or_put(key, view)
 # --- end compare view -----------------------------------------------------------------------

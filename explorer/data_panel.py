@@ -10,25 +10,20 @@ The callbacks take the session state as a mapping, so tests call them with a pla
 
 from __future__ import annotations
 
-import logging
-
 import streamlit as st
 import torch
 
 from explorer import cache, data_sources
 from explorer import state as S
 from explorer.data_sources import SOURCE_LABELS, UploadedTensors, weight_candidates
-from explorer.digits_model import LAYER_SIZES, LINEAR_NAMES
+from explorer.digits_model import LINEAR_NAMES
 from explorer.pipeline import DataSettings
+from explorer.progress_ui import run_with_progress
 from explorer.uploads import UploadError
-
-logger = logging.getLogger("explorer")
 
 MAX_UPLOAD_MB = 200  # the tensor uploaders' transport limit (explorer.uploads checks bytes too)
 WEIGHT_TYPES = ["safetensors", "npy", "pt", "pth"]
 INPUT_TYPES = ["npy", "safetensors"]
-DIGITS_SHAPES = {name: (LAYER_SIZES[i + 1], LAYER_SIZES[i])
-                 for i, name in enumerate(LINEAR_NAMES)}  # name -> (out, in)
 
 
 # --- callbacks (no Streamlit calls) ----------------------------------------------------------
@@ -43,22 +38,16 @@ def on_source_change(state) -> None:
     state[S.data_key("in_features")], state[S.data_key("out_features")] = saved
 
 
-def on_weight_upload(state) -> None:
-    """The weight uploader changed: parse the new file (or forget the removed one)."""
-    upload = state.get(S.UPLOAD_WEIGHT_FILE)
+def on_file_upload(state, kind: str) -> None:
+    """An uploader changed (``kind`` "weight" or "inputs"): parse the new file, or forget the
+    removed one (removing the inputs goes back to synthetic inputs)."""
+    widget, accept = {"weight": (S.UPLOAD_WEIGHT_FILE, accept_weight_upload),
+                      "inputs": (S.UPLOAD_INPUT_FILE, accept_input_upload)}[kind]
+    upload = state.get(widget)
     if upload is None:
-        forget_upload(state, "weight")
+        forget_upload(state, kind)
         return
-    accept_weight_upload(state, upload.name, upload.getvalue())
-
-
-def on_input_upload(state) -> None:
-    """The calibration-input uploader changed: parse the new file (or go back to synthetic)."""
-    upload = state.get(S.UPLOAD_INPUT_FILE)
-    if upload is None:
-        forget_upload(state, "inputs")
-        return
-    accept_input_upload(state, upload.name, upload.getvalue())
+    accept(state, upload.name, upload.getvalue())
 
 
 def accept_weight_upload(state, name: str, data: bytes) -> bool:
@@ -189,17 +178,10 @@ def ensure_digits_model(seed: int):
     Returns None (after showing an error) when it cannot be loaded or trained."""
     if cache.digits_cached(seed):
         return cache.digits_model(seed)
-    bar = st.progress(0.0, text="Training the digits MLP (first use, a few seconds)…")
-    try:
-        return cache.digits_model(
-            seed, progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text))
-    except Exception:  # noqa: BLE001 - the page must never show a traceback
-        logger.exception("digits model failed")
-        st.error("The digits model could not be trained; the details are in the server log.",
-                 icon="🚫")
-        return None
-    finally:
-        bar.empty()
+    return run_with_progress(
+        "Training the digits MLP (first use, a few seconds)…",
+        lambda progress: cache.digits_model(seed, progress=progress), "digits model",
+        failed="The digits model could not be trained; the details are in the server log.")
 
 
 def _render_digits(state) -> None:
@@ -207,7 +189,7 @@ def _render_digits(state) -> None:
     if state.get(key) not in LINEAR_NAMES:
         state[key] = LINEAR_NAMES[0]
     st.selectbox("Layer", LINEAR_NAMES, key=key,
-                 format_func=lambda n: f"{n} [{DIGITS_SHAPES[n][0]} × {DIGITS_SHAPES[n][1]}]",
+                 format_func=lambda n: "{} [{} × {}]".format(n, *data_sources.DIGITS_SHAPES[n]),
                  help="MLP 64 → fc1 → ReLU → fc2 → ReLU → fc3 → 10, trained on scikit-learn's "
                       "8×8 digits.")
     ensure_digits_model(int(state[S.data_key("seed")]))
@@ -227,7 +209,8 @@ def _render_minilm(state) -> None:
 
 def _render_upload(state) -> None:
     st.file_uploader("Weight tensor", type=WEIGHT_TYPES, key=S.UPLOAD_WEIGHT_FILE,
-                     on_change=on_weight_upload, args=(state,), max_upload_size=MAX_UPLOAD_MB,
+                     on_change=on_file_upload, args=(state, "weight"),
+                     max_upload_size=MAX_UPLOAD_MB,
                      help=".safetensors, .npy, or .pt/.pth (a tensor or a state dict, read "
                           "without unpickling); at most 200 MB, sides at most 8192.")
     if state.get(S.UPLOAD_WEIGHT_ERROR):
@@ -247,7 +230,8 @@ def _render_upload(state) -> None:
                           "matching '.bias', else the bias is zero.")
         st.caption(f"Using {weight.filename} (sha256 {weight.digest[:12]}…).")
     st.file_uploader("Calibration inputs (optional)", type=INPUT_TYPES, key=S.UPLOAD_INPUT_FILE,
-                     on_change=on_input_upload, args=(state,), max_upload_size=MAX_UPLOAD_MB,
+                     on_change=on_file_upload, args=(state, "inputs"),
+                     max_upload_size=MAX_UPLOAD_MB,
                      help="[rows, in_features] (or [..., in_features]); without it the inputs "
                           "are synthetic.")
     inputs = state.get(S.UPLOAD_INPUTS)

@@ -38,9 +38,10 @@ if TYPE_CHECKING:  # pipeline imports this module
     from explorer.pipeline import DataSettings
 
 __all__ = [
+    "DIGITS_SHAPES",
     "SOURCES",
     "SOURCE_LABELS",
-    "SourceData",
+    "SampleData",
     "UploadedTensors",
     "available_sources",
     "check_source_settings",
@@ -51,6 +52,7 @@ __all__ = [
     "pick_input_tensor",
     "split_rows",
     "weight_candidates",
+    "synthetic_inputs",
 ]
 
 SOURCES = ("synthetic", "digits", "upload", "minilm")
@@ -60,7 +62,7 @@ EVAL_FRACTION = 0.2  # of uploaded input rows held out for evaluation
 MAX_NAME_CHARS = 512
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _MINILM_NAME = re.compile(r"^[A-Za-z0-9_.]{1,200}$")
-_DIGITS_SHAPES = {name: (digits_model.LAYER_SIZES[i + 1], digits_model.LAYER_SIZES[i])
+DIGITS_SHAPES = {name: (digits_model.LAYER_SIZES[i + 1], digits_model.LAYER_SIZES[i])
                   for i, name in enumerate(digits_model.LINEAR_NAMES)}  # name -> (out, in)
 
 
@@ -81,9 +83,10 @@ class UploadedTensors:
 
 
 @dataclass(frozen=True)
-class SourceData:
-    """A real source's tensors: ``weight`` [out, in], ``bias`` [out], ``calibration`` (batches
-    [rows, in]) and ``eval_batch`` [rows, in]; ``settings`` carry the real shape."""
+class SampleData:
+    """A layer's data: ``weight`` [out, in], ``bias`` [out], ``calibration`` (batches
+    [rows, in]) and a held-out ``eval_batch`` [rows, in]; for a real source ``settings``
+    carry the layer's real shape."""
 
     settings: DataSettings
     weight: torch.Tensor
@@ -185,7 +188,7 @@ def fixed_shape(settings: DataSettings,
     """The ``(out_features, in_features)`` the source fixes, or None (synthetic, or a missing
     upload or MiniLM install). Never loads a model or a tensor's values."""
     if settings.source == "digits":
-        return _DIGITS_SHAPES.get(settings.model_layer)
+        return DIGITS_SHAPES.get(settings.model_layer)
     if settings.source == "minilm":
         if not minilm.minilm_available():
             return None
@@ -203,7 +206,7 @@ def fixed_shape(settings: DataSettings,
 
 def make_source_data(settings: DataSettings,
                      uploads: Mapping[str, UploadedTensors] | None = None,
-                     digits: digits_model.DigitsModel | None = None) -> SourceData:
+                     digits: digits_model.DigitsModel | None = None) -> SampleData:
     """The tensors of a non-synthetic source (see the module docstring).
 
     ``uploads`` maps digests to parsed uploads; ``digits`` is the trained model for
@@ -219,13 +222,13 @@ def make_source_data(settings: DataSettings,
     elif s.source == "minilm":
         weight, bias = minilm.load_minilm_linear(s.minilm_layer)
         bias = torch.zeros(weight.shape[0]) if bias is None else bias
-        calibration, eval_batch = _synthetic_inputs(s, weight.shape[1])
+        calibration, eval_batch = synthetic_inputs(s, weight.shape[1])
     else:
         raise ValueError(f"source {s.source!r} has no real tensors; use "
                          "pipeline.make_sample_data for synthetic data")
     out_features, in_features = weight.shape
     real = replace(s, out_features=int(out_features), in_features=int(in_features))
-    return SourceData(real, weight, bias, tuple(calibration), eval_batch)
+    return SampleData(real, weight, bias, tuple(calibration), eval_batch)
 
 
 # --- per source ------------------------------------------------------------------------------
@@ -266,7 +269,7 @@ def _upload_tensors(s: DataSettings, uploads: Mapping[str, UploadedTensors]):
     bias = _matching_bias(upload.tensors, s.upload_tensor, weight.shape[0])
     in_features = weight.shape[1]
     if not s.upload_inputs:
-        calibration, eval_batch = _synthetic_inputs(s, in_features)
+        calibration, eval_batch = synthetic_inputs(s, in_features)
         return weight, bias, calibration, eval_batch
     inputs = uploads.get(s.upload_inputs)
     if inputs is None:
@@ -293,7 +296,8 @@ def _matching_bias(tensors: Mapping[str, torch.Tensor], name: str, out_features:
     return torch.zeros(out_features)
 
 
-def _synthetic_inputs(s: DataSettings, in_features: int):
+def synthetic_inputs(s: DataSettings, in_features: int):
+    """Seeded synthetic (calibration batches, eval batch) of width ``in_features``."""
     calibration = samples.make_calibration_batches(
         s.input_source, s.num_batches, s.batch_size, in_features, s.seed)
     eval_batch = samples.make_eval_batch(s.input_source, s.batch_size, in_features, s.seed)

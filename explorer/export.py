@@ -18,6 +18,7 @@ from safetensors.torch import save as save_safetensors
 
 from quantlib.bit_type import BitType
 from quantlib.quant_linear import QuantLinear
+from quantlib.quantizers import dequantize
 
 FORMAT = "quant-explorer/1"
 
@@ -64,9 +65,8 @@ def load_exported(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]
 
 def dequantize_exported(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     """The dequantized weight [out, in] from an exported file's tensors."""
-    scale = tensors["weight.scale"].reshape(-1, 1)
-    zero = tensors["weight.zero_point"].reshape(-1, 1).float()
-    return (tensors["weight.codes"].float() - zero) * scale
+    return dequantize(tensors["weight.codes"], tensors["weight.scale"],
+                      tensors["weight.zero_point"], axis=0)
 
 
 def _bit_type_text(bit_type: BitType) -> str:

@@ -18,11 +18,12 @@ from explorer import cache, data_panel, model_view
 from explorer import state as S
 from explorer.compare import parse_entry
 from explorer.model_view import WholeModelSummary, format_accuracy
+from explorer.panels import CHART_CONFIG
+from explorer.progress_ui import run_with_progress
 from quantlib.config_loader import ConfigError, load_config_from_yaml
 
 logger = logging.getLogger("explorer")
 
-CHART_CONFIG = {"displaylogo": False}
 CURRENT_LABEL = "current config"
 
 
@@ -37,12 +38,8 @@ def render_whole_model(state, configs: dict | None, has_errors: bool) -> None:
     seed = int(state[S.data_key("seed")])
     if data_panel.ensure_digits_model(seed) is None:
         return
-    summary = None if configs is None else compute_whole_model(configs, seed)
-    stale = summary is None
-    if stale:
-        summary = state.get(S.MODEL_LAST_GOOD)
-    else:
-        state[S.MODEL_LAST_GOOD] = summary
+    summary, stale = S.keep_last_good(
+        state, S.MODEL_LAST_GOOD, None if configs is None else compute_whole_model(configs, seed))
     if summary is None:
         st.info("No whole-model results yet: fix the config to quantize the model.")
         return
@@ -69,21 +66,13 @@ def compute_whole_model(configs: dict, seed: int, sensitivity: bool = True,
     hit = cache.lookup_whole_model(configs, seed, sensitivity)
     if hit is not None:
         return hit
-    bar = st.progress(0.0, text=f"Quantizing {label}…")
-    try:
-        return cache.whole_model(
-            configs, seed, sensitivity,
-            progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text))
-    except (ValueError, RuntimeError) as err:
-        logger.warning("whole-model quantization rejected the input: %s", err)
-        st.error(f"Could not quantize {label} with these configs: {err}", icon="🚫")
-    except Exception:  # noqa: BLE001 - the page must never show a traceback
-        logger.exception("whole-model quantization failed")
-        st.error(f"Something went wrong while quantizing {label}; the details are in the "
-                 "server log.", icon="🚫")
-    finally:
-        bar.empty()
-    return None
+    return run_with_progress(
+        f"Quantizing {label}…",
+        lambda progress: cache.whole_model(configs, seed, sensitivity, progress=progress),
+        "whole-model quantization",
+        failed=f"Something went wrong while quantizing {label}; the details are in the "
+               "server log.",
+        rejected=lambda err: f"Could not quantize {label} with these configs: {err}")
 
 
 def render_summary(summary: WholeModelSummary) -> None:

@@ -15,6 +15,7 @@ import streamlit as st
 from explorer import cache, data_panel, samples
 from explorer import state as S
 from explorer.pipeline import TENSOR_TITLES, DataSettings, PipelineResult
+from explorer.progress_ui import run_with_progress
 from quantlib.config_loader import MAX_CONFIG_BYTES, ConfigError
 from quantlib.quant_config import CALIBRATION_MODES, OBSERVER_TYPES, QUANTIZATION_METHODS
 
@@ -193,21 +194,12 @@ def compute_results(configs: dict, settings: DataSettings):
     hit = cache.lookup_result(configs, settings)
     if hit is not None:
         return hit
-    bar = st.progress(0.0, text="Calibrating…")
-    try:
-        return cache.cached_result(configs, settings,
-                                   progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0),
-                                                                          text=text))
-    except (ValueError, RuntimeError) as err:
-        logger.warning("pipeline rejected the input: %s", err)
-        st.error(f"Could not quantize with these settings: {err}", icon="🚫")
-    except Exception:  # noqa: BLE001 - the page must never show a traceback
-        logger.exception("explorer pipeline failed")
-        st.error("Something went wrong while quantizing; the details are in the server log. "
-                 "The last good results are shown below.", icon="🚫")
-    finally:
-        bar.empty()
-    return None
+    return run_with_progress(
+        "Calibrating…", lambda progress: cache.cached_result(configs, settings, progress),
+        "explorer pipeline",
+        failed="Something went wrong while quantizing; the details are in the server log. "
+               "The last good results are shown below.",
+        rejected=lambda err: f"Could not quantize with these settings: {err}")
 
 
 # --- results ------------------------------------------------------------------------------

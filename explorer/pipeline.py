@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer import data_sources, samples
+from explorer.data_sources import SampleData
 from explorer.digits_model import DigitsModel
 from explorer.figures import (
     MAX_HEATMAP_SIDE,
@@ -68,18 +69,6 @@ class DataSettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class SampleData:
-    """Seeded tensors: ``weight`` [out, in], ``bias`` [out], ``calibration`` (num_batches
-    tensors [batch, in]) and a held-out ``eval_batch`` [batch, in]."""
-
-    settings: DataSettings
-    weight: torch.Tensor
-    bias: torch.Tensor
-    calibration: tuple[torch.Tensor, ...]
-    eval_batch: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -142,16 +131,10 @@ def make_sample_data(settings: DataSettings,
     """
     s = settings
     if s.source != "synthetic":
-        real = data_sources.make_source_data(s, uploads, digits)
-        return SampleData(real.settings, real.weight, real.bias, real.calibration,
-                          real.eval_batch)
+        return data_sources.make_source_data(s, uploads, digits)
     weight = samples.make_weight(s.weight_source, s.out_features, s.in_features, s.seed)
     bias = samples.make_bias(s.out_features, s.in_features, s.seed)
-    calibration = samples.make_calibration_batches(
-        s.input_source, s.num_batches, s.batch_size, s.in_features, s.seed
-    )
-    eval_batch = samples.make_eval_batch(s.input_source, s.batch_size, s.in_features, s.seed)
-    return SampleData(s, weight, bias, tuple(calibration), eval_batch)
+    return SampleData(s, weight, bias, *data_sources.synthetic_inputs(s, s.in_features))
 
 
 def run_pipeline(
@@ -159,12 +142,15 @@ def run_pipeline(
     settings: DataSettings,
     progress: ProgressCallback | None = None,
     data: SampleData | None = None,
+    on_layer: Callable[[QuantLinear], None] | None = None,
 ) -> PipelineResult:
     """Build, calibrate, quantize and profile one QuantLinear.
 
     ``configs`` is the loader's ``{'weight', 'output', 'activation'}`` (activation may be None
     or absent). ``data`` defaults to ``make_sample_data(settings)``. ``progress(fraction,
-    text)`` is called as calibration proceeds (fraction in [0, 1]).
+    text)`` is called as calibration proceeds (fraction in [0, 1]). ``on_layer(layer)`` gets
+    the calibrated layer (qparams computed, before the profiled forward), so a caller can keep
+    it instead of calibrating again; do not run it through ``run_pipeline`` again.
     """
     report = progress or (lambda fraction, text: None)
     stage_ms: dict[str, float] = {}
@@ -183,6 +169,8 @@ def run_pipeline(
     lap("sample data")
     act_config = configs.get("activation")
     layer = build_layer(configs, data, report)
+    if on_layer is not None:
+        on_layer(layer)
     lap("build, calibrate, qparams")
     with torch.no_grad():
         layer.keep_fp32_output = True  # the profiler's reference, reused for the error map

@@ -63,9 +63,11 @@ def metrics_to_csv(result: PipelineResult) -> str:
     return out.getvalue()
 
 
-def build_report_html(result: PipelineResult, yaml_text: str, title: str = "") -> str:
-    """A self-contained HTML page: metrics table, every figure (interactive) and the YAML."""
-    figures = build_figures(result)
+def build_report_html(result: PipelineResult, yaml_text: str, title: str = "",
+                      figures: dict | None = None) -> str:
+    """A self-contained HTML page: metrics table, every figure (interactive) and the YAML.
+    ``figures`` are `build_figures(result)` when the caller already has them."""
+    figures = build_figures(result) if figures is None else figures
     parts = []
     for index, fig in enumerate(figures.values()):
         parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if index == 0

@@ -23,6 +23,7 @@ from explorer.export import export_layer
 from explorer.pipeline import DataSettings, SampleData, build_layer
 from explorer.report import build_report_html, metrics_to_csv, metrics_to_json
 from explorer.share import PARAM, SharedState, ShareError, decode_state, encode_state
+from quantlib.quant_linear import QuantLinear
 
 logger = logging.getLogger("explorer")
 
@@ -74,10 +75,12 @@ def markdown_literal(text: str) -> str:
     return _PUNCTUATION.sub(r"\\\1", text)
 
 
-def safetensors_bytes(configs: dict, data: SampleData, yaml_text: str) -> bytes:
-    """The quantized layer for ``configs`` on ``data`` (`pipeline.build_layer`) as safetensors:
-    integer codes, qparams, bias and the YAML document as metadata (`export.export_layer`)."""
-    return export_layer(build_layer(configs, data), yaml_text)
+def safetensors_bytes(configs: dict, data: SampleData, yaml_text: str,
+                      layer: QuantLinear | None = None) -> bytes:
+    """The quantized layer for ``configs`` on ``data`` as safetensors: integer codes, qparams,
+    bias and the YAML document as metadata (`export.export_layer`). ``layer`` is the already
+    calibrated one when at hand, else it is built (`pipeline.build_layer`)."""
+    return export_layer(layer if layer is not None else build_layer(configs, data), yaml_text)
 
 
 def link_url(base: str | None, token: str) -> str:
@@ -118,11 +121,11 @@ def render_share_export(state: MutableMapping, configs: dict | None, settings: D
                        "and downloads always describe results that are on screen.")
             return
         _render_link(state)
-        result = computed[0]
+        result, figures = computed
         yaml_text = S.document_text(state)
         stem = "quant_report"
         st.download_button("HTML report", data=lambda: build_report_html(
-            result, yaml_text, "Quantization explorer report"),
+            result, yaml_text, "Quantization explorer report", figures),
             file_name=f"{stem}.html", mime="text/html", key=DOWNLOAD_KEYS["html"],
             on_click="ignore", width="stretch",
             help="One standalone page: metrics, every interactive plot and the YAML.")
@@ -133,9 +136,10 @@ def render_share_export(state: MutableMapping, configs: dict | None, settings: D
         right.download_button("Metrics CSV", data=metrics_to_csv(result),
                               file_name="metrics.csv", mime="text/csv",
                               key=DOWNLOAD_KEYS["csv"], on_click="ignore", width="stretch")
-        data = cache.sample_data(settings)  # cached; captured so the click needs no session
+        # cached; captured so the click needs no session
+        data, layer = cache.sample_data(settings), cache.lookup_layer(configs, settings)
         st.download_button("Quantized weights (.safetensors)", data=lambda: safetensors_bytes(
-            configs, data, yaml_text),
+            configs, data, yaml_text, layer),
             file_name="quant_layer.safetensors", mime="application/octet-stream",
             key=DOWNLOAD_KEYS["safetensors"], on_click="ignore", width="stretch",
             help="Integer codes, scales, zero points and bias; the YAML is in the metadata.")

@@ -283,6 +283,15 @@ def on_compare_reset(state: State) -> None:
 # --- end compare view -----------------------------------------------------------------------
 
 
+def keep_last_good(state: State, key: str, fresh):
+    """``(fresh, False)`` after remembering it under ``key``; when ``fresh`` is None (an
+    invalid config) ``(the last good value, True)``: shown, marked stale."""
+    if fresh is None:
+        return state.get(key), True
+    state[key] = fresh
+    return fresh, False
+
+
 def store_key(section: str) -> str:
     """Plain key holding a section's YAML text (the source of truth)."""
     return f"yaml_text.{section}"

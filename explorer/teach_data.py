@@ -1,7 +1,7 @@
 """Pure data behind the Teach tab (no Streamlit): one calibrated layer and what each panel shows.
 
-`build_analysis` builds the `QuantLinear` for the current configs and data (the same
-`pipeline.build_layer` the results come from), then keeps, per quantized tensor, exactly what
+`analyse_layer` takes the calibrated `QuantLinear` the results come from (`build_analysis`
+builds one with `pipeline.build_layer`), then keeps, per quantized tensor, exactly what
 its quantizer saw and used: the values, the qparams, the observer's range and the integer codes.
 Every panel function below reads from that, so the numbers on the page are the layer's own:
 
@@ -74,9 +74,13 @@ class LayerAnalysis:
 
 
 def build_analysis(configs: Mapping[str, QuantConfig | None], data: SampleData) -> LayerAnalysis:
-    """Build and calibrate the layer for ``configs`` on ``data`` and collect each tensor's view
-    (the output's on ``data.eval_batch``, as the results' quantized forward sees it)."""
-    layer = build_layer(configs, data)
+    """Build and calibrate the layer for ``configs`` on ``data``, then `analyse_layer`."""
+    return analyse_layer(build_layer(configs, data), data)
+
+
+def analyse_layer(layer: QuantLinear, data: SampleData) -> LayerAnalysis:
+    """Each tensor's view of a calibrated ``layer`` (the output's on ``data.eval_batch``, as the
+    results' quantized forward sees it); nothing is recalibrated."""
     with torch.no_grad():
         x = data.eval_batch.float()
         x_q = x if layer.input_quantizer is None else layer.input_quantizer(x)

@@ -94,6 +94,12 @@ def _indent(body: str) -> str:
     return "".join(f"  {line}\n" for line in body.strip().splitlines())
 
 
+def _scenario_data(**source: str) -> DataSettings:
+    """A 256x256 layer with 4 x 128 calibration rows: quick, and big enough to show it."""
+    return DataSettings(out_features=256, in_features=256, num_batches=4, batch_size=128,
+                        **source)
+
+
 _W8_CHANNEL = "calibration_mode: channel_wise\nbit_type: {bits: 8, signed: true}"
 _O8_TENSOR = "calibration_mode: layer_wise\nbit_type: {bits: 8, signed: true}\n" \
              "quantization_method: Affine"
@@ -106,8 +112,7 @@ SCENARIOS = {
         reveal="Per-tensor: the outlier rows set the single scale, so every ordinary row gets "
                "only a handful of levels and its QSNR collapses. Per-channel gives each row "
                "its own scale.",
-        settings=DataSettings(weight_source="Outlier channels", out_features=256,
-                              in_features=256, num_batches=4, batch_size=128),
+        settings=_scenario_data(weight_source="Outlier channels"),
         config_a=_doc("calibration_mode: layer_wise\nbit_type: {bits: 8, signed: true}",
                       _O8_TENSOR),
         config_b=_doc(_W8_CHANNEL, _O8_TENSOR),
@@ -119,8 +124,7 @@ SCENARIOS = {
                 "signed? And unsigned (with Affine)?",
         reveal="Signed symmetric wastes the negative half: about 128 codes, so about 6 dB "
                "lower QSNR. Unsigned Affine puts all 256 codes on [0, max].",
-        settings=DataSettings(input_source="ReLU-activated", out_features=256,
-                              in_features=256, num_batches=4, batch_size=128),
+        settings=_scenario_data(input_source="ReLU-activated"),
         config_a=_doc(_W8_CHANNEL, _O8_TENSOR,
                       "bit_type: {bits: 8, signed: true}\nquantization_method: Uniform"),
         config_b=_doc(_W8_CHANNEL, _O8_TENSOR,
@@ -132,8 +136,7 @@ SCENARIOS = {
                 "0.1% help or hurt?",
         reveal="It helps: MinMax spends its 16 levels on values that almost never occur. "
                "Percentile clips them and the common values get a finer step.",
-        settings=DataSettings(weight_source="Student-t heavy tails", out_features=256,
-                              in_features=256, num_batches=4, batch_size=128),
+        settings=_scenario_data(weight_source="Student-t heavy tails"),
         config_a=_doc("bit_type: {bits: 4, signed: true}\nobserver_type: MinmaxObserver",
                       _O8_TENSOR),
         config_b=_doc("bit_type: {bits: 4, signed: true}\nobserver_type: PercentileObserver"
@@ -145,8 +148,7 @@ SCENARIOS = {
         reveal="No: OMSE finds a range inside max|w| where clipping error and rounding "
                "error balance: about 1 dB better than MinMax here, on Gaussian weights, and "
                "more on heavier tails.",
-        settings=DataSettings(weight_source="Gaussian", out_features=256, in_features=256,
-                              num_batches=4, batch_size=128),
+        settings=_scenario_data(weight_source="Gaussian"),
         config_a=_doc("calibration_mode: channel_wise\nbit_type: {bits: 4, signed: true}\n"
                       "observer_type: MinmaxObserver", _O8_TENSOR),
         config_b=_doc("calibration_mode: channel_wise\nbit_type: {bits: 4, signed: true}\n"
@@ -160,8 +162,7 @@ SCENARIOS = {
         reveal="Per-tensor: the outlier features set the scale and the ordinary features "
                "round to a few levels, so the input QSNR drops sharply. One scale per input "
                "feature isolates the outliers (SmoothQuant and LLM.int8() exploit this).",
-        settings=DataSettings(input_source="LLM-like outlier features", out_features=256,
-                              in_features=256, num_batches=4, batch_size=128),
+        settings=_scenario_data(input_source="LLM-like outlier features"),
         config_a=_doc(_W8_CHANNEL, _O8_TENSOR,
                       "calibration_mode: layer_wise\nbit_type: {bits: 8, signed: true}"),
         config_b=_doc(_W8_CHANNEL, _O8_TENSOR,

@@ -17,10 +17,9 @@ from explorer import state as S
 from explorer.panels import format_config_error, format_metric, format_qsnr
 from quantlib.config_loader import ConfigError
 from quantlib.quant_config import OBSERVER_TYPES
+from tests.app_session import APP, TIMEOUT, open_app
 
 REPO = Path(__file__).resolve().parents[1]
-APP = str(REPO / "app.py")
-TIMEOUT = 180
 SMALL_LAYER = {"in_features": 96, "out_features": 64, "batch_size": 64, "num_batches": 4}
 FINITE_DB = re.compile(r"-?\d+\.\d\d dB")
 
@@ -590,17 +589,6 @@ def open_teach(at: AppTest) -> AppTest:
     return at
 
 
-def start_with_link(token: str, **data) -> AppTest:
-    """A fresh session opened with ``?s=<token>``; ``data`` presets sample-data widgets."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params["s"] = token
-    for name, value in data.items():
-        at.session_state[S.data_key(name)] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def link_token(text: str) -> str:
     import base64
     import zlib
@@ -689,7 +677,7 @@ def test_link_round_trips_to_identical_numbers(small_app):
     shown = {label: metric(at, label) for label in
              ("Weight QSNR", "Output QSNR", "Weight MSE", "Output MSE", "Output clipped")}
 
-    other = start_with_link(token)  # a new session: no presets, the link alone
+    other = open_app(token)  # a new session: no presets, the link alone
     assert any("from the link" in s.value for s in other.success)
     assert {label: metric(other, label) for label in shown} == shown
     for section in ("weight", "outputs"):
@@ -706,7 +694,7 @@ def test_link_carries_the_activation_toggle(small_app):
     at = small_app
     at.toggle(key=S.ACT_ENABLED).set_value(True).run()
     qsnr = metric(at, "Input activation QSNR")
-    other = start_with_link(at.query_params["s"])
+    other = open_app(at.query_params["s"])
     assert other.toggle(key=S.ACT_ENABLED).value is True
     assert metric(other, "Input activation QSNR") == qsnr
 
@@ -728,7 +716,7 @@ HOSTILE_LINKS = {
 
 @pytest.mark.parametrize("token", list(HOSTILE_LINKS.values()), ids=list(HOSTILE_LINKS))
 def test_bad_or_hostile_link_shows_an_error_and_the_default_state(_warm_torch, token):
-    at = start_with_link(token, **SMALL_LAYER)
+    at = open_app(token, **SMALL_LAYER)
     (message,) = errors(at)
     assert "could not be opened" in message and "Traceback" not in message
     assert "observer_type: MinmaxObserver" in yaml_text(at, "weight")  # the default preset

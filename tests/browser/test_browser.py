@@ -72,53 +72,59 @@ def app_url(tmp_path):
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
-def _metric_value(page, label: str) -> str:
-    metric = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
-    return metric.locator('[data-testid="stMetricValue"]').inner_text()
-
-
-def test_app_plots_and_reacts_to_a_weight_bits_edit(sync_playwright, app_url):
+@pytest.fixture
+def page(sync_playwright, app_url):
+    """A Chromium page on the running app (1600x1200, generous timeouts)."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1200})
             page.set_default_timeout(PAGE_TIMEOUT_MS)
             page.goto(app_url)
-            charts = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
-            charts.nth(3).wait_for(state="visible")
-            assert charts.count() >= 4
-            before = _metric_value(page, "Weight QSNR")
-            assert re.fullmatch(r"\d+\.\d+ dB", before), before
-
-            editor = page.get_by_role("textbox", name="weight YAML", exact=True)
-            text = editor.input_value()
-            assert "bits: 8" in text
-            editor.fill(text.replace("bits: 8", "bits: 4").replace("name: int8", "name: int4"))
-            editor.press("Control+Enter")
-            page.wait_for_function(
-                """([label, before]) => [...document.querySelectorAll('[data-testid="stMetric"]')]
-                    .some(m => m.innerText.includes(label)
-                          && !m.innerText.includes(before))""",
-                arg=["Weight QSNR", before],
-            )
-            after = _metric_value(page, "Weight QSNR")
-            assert re.fullmatch(r"\d+\.\d+ dB", after) and after != before
-            assert float(after.split()[0]) < float(before.split()[0])  # 4 bits lose to 8
-            # The widget followed the YAML, and nothing crashed on the page.
-            bits = page.get_by_role("spinbutton", name="Bits", exact=True).first
-            assert bits.input_value() == "4"
-            assert page.locator('[data-testid="stException"]').count() == 0
-            # Streamlit scrolls inside its main container, so grow the viewport to the
-            # content's height for a screenshot of the whole page.
-            height = page.evaluate(
-                """() => document.querySelector('[data-testid="stMainBlockContainer"]')
-                    .scrollHeight""")
-            page.set_viewport_size({"width": 1600, "height": min(int(height) + 100, 8000)})
-            page.wait_for_timeout(2000)  # let Plotly finish redrawing before the screenshot
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            yield page
         finally:
             browser.close()
+
+
+def _metric_value(page, label: str) -> str:
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    return metric.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
+    charts = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+    charts.nth(3).wait_for(state="visible")
+    assert charts.count() >= 4
+    before = _metric_value(page, "Weight QSNR")
+    assert re.fullmatch(r"\d+\.\d+ dB", before), before
+
+    editor = page.get_by_role("textbox", name="weight YAML", exact=True)
+    text = editor.input_value()
+    assert "bits: 8" in text
+    editor.fill(text.replace("bits: 8", "bits: 4").replace("name: int8", "name: int4"))
+    editor.press("Control+Enter")
+    page.wait_for_function(
+        """([label, before]) => [...document.querySelectorAll('[data-testid="stMetric"]')]
+            .some(m => m.innerText.includes(label)
+                  && !m.innerText.includes(before))""",
+        arg=["Weight QSNR", before],
+    )
+    after = _metric_value(page, "Weight QSNR")
+    assert re.fullmatch(r"\d+\.\d+ dB", after) and after != before
+    assert float(after.split()[0]) < float(before.split()[0])  # 4 bits lose to 8
+    # The widget followed the YAML, and nothing crashed on the page.
+    bits = page.get_by_role("spinbutton", name="Bits", exact=True).first
+    assert bits.input_value() == "4"
+    assert page.locator('[data-testid="stException"]').count() == 0
+    # Streamlit scrolls inside its main container, so grow the viewport to the
+    # content's height for a screenshot of the whole page.
+    height = page.evaluate(
+        """() => document.querySelector('[data-testid="stMainBlockContainer"]')
+            .scrollHeight""")
+    page.set_viewport_size({"width": 1600, "height": min(int(height) + 100, 8000)})
+    page.wait_for_timeout(2000)  # let Plotly finish redrawing before the screenshot
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
 
 
@@ -138,44 +144,36 @@ def _open_tab(page, name: str, shows) -> None:
     shows.wait_for(state="visible")
 
 
-def test_compare_tab_classic_set_draws_four_named_series(sync_playwright, app_url):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1200})
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-            page.goto(app_url)
-            # A small layer keeps the four calibrations and their sweeps quick (set at once:
-            # the edit interrupts the first run on the default layer).
-            for label, value in (("In features", 96), ("Out features", 64), ("Batches", 4),
-                                 ("Batch size", 64)):
-                box = page.get_by_role("spinbutton", name=label, exact=True)
-                box.fill(str(value))
-                box.press("Enter")
-                page.wait_for_function(
-                    """([label, value]) => [...document.querySelectorAll('input')]
-                        .some(i => i.getAttribute('aria-label') === label
-                              && i.value === value)""", arg=[label, str(value)])
-            classic = page.get_by_role("button", name="Classic set: MinMax vs Percentile vs "
-                                                     "OMSE vs KL")
-            _open_tab(page, "Compare", classic)
-            classic.click()
-            # Every compare chart gets one series per config: read the plots' data arrays.
-            page.wait_for_function(
-                """(names) => [...document.querySelectorAll('.js-plotly-plot')]
-                    .filter(p => p.data && names.every(n => p.data.some(t => t.name === n)))
-                    .length >= 6""", arg=COMPARE_NAMES)
-            traces = page.evaluate(
-                """() => [...document.querySelectorAll('.js-plotly-plot')]
-                    .map(p => (p.data || []).map(t => t.name))""")
-            full = [names for names in traces if set(COMPARE_NAMES) <= set(names)]
-            assert len(full) == 6, traces
-            sweep = next(names for names in full if any(n.startswith("ideal") for n in names))
-            assert [n for n in sweep if n in COMPARE_NAMES] == COMPARE_NAMES * 2  # W and out
-            # ... and the legends show them (legend entries are SVG text).
-            legend = page.locator(".legendtext").evaluate_all(
-                "items => items.map(item => item.textContent)")
-            assert all(legend.count(name) >= 6 for name in COMPARE_NAMES), legend
-            assert page.locator('[data-testid="stException"]').count() == 0
-        finally:
-            browser.close()
+def test_compare_tab_classic_set_draws_four_named_series(page):
+    # A small layer keeps the four calibrations and their sweeps quick (set at once:
+    # the edit interrupts the first run on the default layer).
+    for label, value in (("In features", 96), ("Out features", 64), ("Batches", 4),
+                         ("Batch size", 64)):
+        box = page.get_by_role("spinbutton", name=label, exact=True)
+        box.fill(str(value))
+        box.press("Enter")
+        page.wait_for_function(
+            """([label, value]) => [...document.querySelectorAll('input')]
+                .some(i => i.getAttribute('aria-label') === label
+                      && i.value === value)""", arg=[label, str(value)])
+    classic = page.get_by_role("button", name="Classic set: MinMax vs Percentile vs "
+                                             "OMSE vs KL")
+    _open_tab(page, "Compare", classic)
+    classic.click()
+    # Every compare chart gets one series per config: read the plots' data arrays.
+    page.wait_for_function(
+        """(names) => [...document.querySelectorAll('.js-plotly-plot')]
+            .filter(p => p.data && names.every(n => p.data.some(t => t.name === n)))
+            .length >= 6""", arg=COMPARE_NAMES)
+    traces = page.evaluate(
+        """() => [...document.querySelectorAll('.js-plotly-plot')]
+            .map(p => (p.data || []).map(t => t.name))""")
+    full = [names for names in traces if set(COMPARE_NAMES) <= set(names)]
+    assert len(full) == 6, traces
+    sweep = next(names for names in full if any(n.startswith("ideal") for n in names))
+    assert [n for n in sweep if n in COMPARE_NAMES] == COMPARE_NAMES * 2  # W and out
+    # ... and the legends show them (legend entries are SVG text).
+    legend = page.locator(".legendtext").evaluate_all(
+        "items => items.map(item => item.textContent)")
+    assert all(legend.count(name) >= 6 for name in COMPARE_NAMES), legend
+    assert page.locator('[data-testid="stException"]').count() == 0

@@ -9,7 +9,6 @@ import base64
 import io
 import json
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import cache
 from explorer import state as S
+from tests.app_session import open_app
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-TIMEOUT = 180
 EXPORT = "share.download_safetensors"
 
 
@@ -37,25 +35,14 @@ def npy(name: str, array: np.ndarray) -> tuple[str, bytes, str]:
     return name, buffer.getvalue(), "application/octet-stream"
 
 
-def session(token: str | None = None, **data) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    if token is not None:
-        at.query_params["s"] = token
-    for name, value in data.items():
-        at.session_state[S.data_key(name)] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def weight_charts(at: AppTest) -> list[str]:
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     return [t for t in titles if t.startswith("Weight")]
 
 
-def test_a_link_to_an_uploaded_tensor_does_not_open_it_in_another_session():
+def test_a_link_to_an_uploaded_tensor_does_not_open_it_in_another_open_app():
     secret = np.random.default_rng(0).standard_normal((48, 80)).astype(np.float32)
-    owner = session(source="upload", num_batches=2, batch_size=32)
+    owner = open_app(source="upload", num_batches=2, batch_size=32)
     owner.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(npy("secret.npy", secret)).run()
     assert not owner.exception and not owner.error
     assert any("(48×80)" in t for t in weight_charts(owner))
@@ -64,7 +51,7 @@ def test_a_link_to_an_uploaded_tensor_does_not_open_it_in_another_session():
 
     # Everything the owner computed is cached under that digest; the other session must not
     # get it: no results, no plots of the weight, no export of its codes.
-    other = session(token)
+    other = open_app(token)
     assert any("from the link" in s.value for s in other.success)
     assert [e.value for e in other.error] == [
         "Could not quantize with these settings: the uploaded weight file is no longer in "
@@ -98,7 +85,7 @@ PIXEL = "![x](https://tracker.example/t.png)"
     f"v: 1\nweight: \"bit_type: {{bits: 8, name: '{PIXEL}'}}\"\noutputs: ''\ndata: {{}}\n",
 ], ids=["quoted-in-the-error", "unknown-setting", "bit-type-name"])
 def test_a_link_cannot_put_markdown_into_the_page(text):
-    at = session(link(text), in_features=64, out_features=64, num_batches=2, batch_size=32)
+    at = open_app(link(text), in_features=64, out_features=64, num_batches=2, batch_size=32)
     (message,) = [e.value for e in at.error]  # Markdown: what the browser renders
     assert "could not be opened" in message
     assert "tracker.example" in message.replace("\\", "")  # quoted, as plain text
