@@ -32,13 +32,11 @@ import torch.nn.functional as F
 
 from explorer.pipeline import SampleData, build_layer
 from explorer.yaml_edit import join_document, set_field, split_document
-from quantlib.bit_type import BitType
+from quantlib.analysis import sweep_bit_widths
 from quantlib.config_loader import ConfigError, dump_config_to_yaml, load_config_from_string
 from quantlib.observers.base import BaseObserver
-from quantlib.profiler import qsnr_db
 from quantlib.quant_config import QuantConfig
 from quantlib.quant_linear import QuantLinear
-from quantlib.quantizers.functional import calculate_qparams, fake_quantize
 
 MIN_CONFIGS, MAX_CONFIGS = 2, 4
 CLASSIC = (("MinMax", "MinmaxObserver"), ("Percentile", "PercentileObserver"),
@@ -48,7 +46,6 @@ WIDE_BITS = 16
 TENSORS = ("weight", "output")
 SECTION_OF = {"weight": "weight", "output": "outputs", "activation": "activation"}
 # Observers whose range does not depend on the bit width (the qparams do).
-RANGE_OBSERVERS = frozenset({"MinmaxObserver", "EmaMinmaxObserver", "PercentileObserver"})
 
 ProgressCallback = Callable[[float, str], None]
 Configs = Mapping[str, QuantConfig | None]
@@ -254,7 +251,7 @@ def observer_range(observer: BaseObserver, quantizer) -> tuple[torch.Tensor, tor
     qparams: exactly the symmetric [-t, t] with t = scale * (qmax - qmin) / 2 for Uniform
     (the same t, hence the same scale), the representable range for Affine (within a step)."""
     config = observer.config
-    if config.observer_type in RANGE_OBSERVERS:
+    if not observer.range_depends_on_bits:
         return observer.compute_range()
     if config.is_symmetric:
         bt = config.bit_type
@@ -263,66 +260,13 @@ def observer_range(observer: BaseObserver, quantizer) -> tuple[torch.Tensor, tor
     return tuple(v.double() for v in quantizer.clip_range())
 
 
-def qparams_by_bits(observer: BaseObserver, bit_types: Sequence[BitType],
-                    known: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
-                    step: Callable[[int], None] | None = None,
-                    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The qparams ``observer`` gives at each bit type, from the data it already holds.
-
-    Range observers compute their range once; OMSE/KL re-run their clip search per width on
-    their stored values. ``known`` maps a bit width to qparams already computed (the config's
-    own width), which are reused as they are. ``step(i)`` is called before each width.
-    """
-    known = known or {}
-    config = observer.config
-    value_range = None
-    out = []
-    for index, bit_type in enumerate(bit_types):
-        if step is not None:
-            step(index)
-        if bit_type.bits in known and bit_type.signed == config.bit_type.signed:
-            out.append(known[bit_type.bits])
-        elif config.observer_type in RANGE_OBSERVERS:
-            if value_range is None:
-                value_range = observer.compute_range()
-            out.append(calculate_qparams(*value_range, bit_type, config.is_symmetric))
-        else:
-            out.append(observer.with_bit_type(bit_type).get_quantization_params())
-    return out
-
-
 def sweep_layer(layer: QuantLinear, eval_x: torch.Tensor, bits: Sequence[int] = SWEEP_BITS,
                 progress: ProgressCallback | None = None) -> Sweep:
-    """Weight and output QSNR of a calibrated `QuantLinear` at each width in ``bits`` (both
-    tensors at b bits, signedness kept), without recalibrating. Equals building the layer at b
-    bits and running ``eval_x`` through it (its profiler's QSNR)."""
-    report = progress or (lambda fraction, text: None)
-    w_cfg, o_cfg = layer.weight_config, layer.out_config
-    w_types = [BitType(b, w_cfg.bit_type.signed) for b in bits]
-    o_types = [BitType(b, o_cfg.bit_type.signed) for b in bits]
-    share = 0.45 / max(len(bits), 1)
-    w_params = qparams_by_bits(
-        layer.weight_observer, w_types,
-        {w_cfg.bit_type.bits: (layer.weight_scaler, layer.weight_zero)},
-        lambda i: report(i * share, f"weight qparams at {bits[i]} bits"))
-    o_params = qparams_by_bits(
-        layer.output_observer, o_types,
-        {o_cfg.bit_type.bits: (layer.output_scaler, layer.output_zero)},
-        lambda i: report(0.45 + i * share, f"output qparams at {bits[i]} bits"))
-    report(0.9, "scoring each width on the held-out batch")
-    weight_qsnr, output_qsnr = [], []
-    with torch.no_grad():
-        x = eval_x.float()
-        reference = F.linear(x, layer.weight, layer.bias)
-        x_q = x if layer.input_quantizer is None else layer.input_quantizer(x)
-        w_signal = _energy(layer.weight)
-        o_signal = _energy(reference)
-        for w_type, (ws, wz), o_type, (os_, oz) in zip(w_types, w_params, o_types, o_params):
-            deq_w = fake_quantize(layer.weight, ws, wz, w_type, 0)
-            y = fake_quantize(F.linear(x_q, deq_w, layer.bias), os_, oz, o_type, -1)
-            weight_qsnr.append(qsnr_db(w_signal, _energy(deq_w - layer.weight)))
-            output_qsnr.append(qsnr_db(o_signal, _energy(y - reference)))
-    return Sweep(tuple(bits), tuple(weight_qsnr), tuple(output_qsnr))
+    """Weight and output QSNR of a calibrated `QuantLinear` at each width in ``bits``
+    (`quantlib.analysis.sweep_bit_widths`: no recalibration; equals building the layer at b
+    bits and running ``eval_x`` through it)."""
+    sweep = sweep_bit_widths(layer, eval_x, bits, progress)
+    return Sweep(tuple(sweep["bits"]), tuple(sweep["weight_qsnr"]), tuple(sweep["output_qsnr"]))
 
 
 def ideal_qsnr(bits: int) -> float:
@@ -342,7 +286,3 @@ def calibration_outputs(data: SampleData) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([F.linear(batch.float(), data.weight, data.bias)
                           for batch in data.calibration]).reshape(-1, data.weight.shape[0])
-
-
-def _energy(t: torch.Tensor) -> float:
-    return float(t.double().pow(2).sum())

@@ -9,11 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from quantlib.bit_type import BitType
-from quantlib.observers.omse import histogram_summary
-from quantlib.profiler import HALF_STEP, as_channels, qsnr_db
-from quantlib.quantizers.functional import calculate_qparams, fake_quantize, fake_quantize_broadcast
-
-SUMMARY_BINS = 4096
+from quantlib.observers.omse import SUMMARY_BINS, histogram_summary
+from quantlib.profiler import as_channels, beyond_half_step, qsnr_db
+from quantlib.quantizers.functional import (
+    calculate_qparams,
+    fake_quantize,
+    fake_quantize_broadcast,
+    grid_range,
+)
 
 
 def error_decomposition(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
@@ -27,11 +30,10 @@ def error_decomposition(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.
     rounding only).
     """
     x = x.detach().float()
-    deq = fake_quantize(x, scale, zero_point, bit_type, axis)
-    channels = as_channels(x, axis) if scale.numel() > 1 else x.reshape(1, -1)
-    deq_channels = as_channels(deq, axis) if scale.numel() > 1 else deq.reshape(1, -1)
-    sq = (deq_channels - channels).double().pow(2)
-    clipped = _clamped(channels, scale.reshape(-1, 1), zero_point.reshape(-1, 1), bit_type)
+    channels = as_channels(x, axis) if scale.numel() > 1 else x.reshape(1, -1)  # [C, N]
+    s, z = scale.reshape(-1, 1), zero_point.reshape(-1, 1)
+    sq = (fake_quantize_broadcast(channels, s, z, bit_type) - channels).double().pow(2)
+    clipped = _clamped(channels, s, z, bit_type)
     n_per_channel = channels.shape[1]
     clip_c = torch.where(clipped, sq, 0.0).sum(1) / n_per_channel
     round_c = torch.where(clipped, 0.0, sq).sum(1) / n_per_channel
@@ -44,7 +46,7 @@ def error_decomposition(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.
         "rounding_mse": float(round_c.mean()),
         "theoretical_rounding_mse": theory,
         "rmse_over_scale": math.sqrt(total) / float(scale.double().mean()),
-        "clip_fraction": float(clipped.double().mean()),
+        "clip_fraction": int(torch.count_nonzero(clipped)) / clipped.numel(),
         "per_channel": {"total_mse": total_c, "clipping_mse": clip_c, "rounding_mse": round_c},
     }
 
@@ -68,7 +70,7 @@ def clip_threshold_curve(x: torch.Tensor, bit_type: BitType, symmetric: bool = T
     if n > 16 * SUMMARY_BINS:
         values, weights = histogram_summary(flat, SUMMARY_BINS)
     else:
-        values, weights = flat, torch.ones_like(flat, dtype=torch.float64)
+        values, weights = flat, None
     if symmetric:
         lo_range, hi_range = -thresholds, thresholds
     else:
@@ -76,7 +78,9 @@ def clip_threshold_curve(x: torch.Tensor, bit_type: BitType, symmetric: bool = T
         hi_range = torch.clamp(thresholds, max=max(x_max, 0.0))
     scale, zero = calculate_qparams(lo_range, hi_range, bit_type, symmetric)  # [P]
     deq = fake_quantize_broadcast(values, scale.unsqueeze(1), zero.unsqueeze(1), bit_type)
-    sq = (deq - values).double().pow(2) * weights  # [P, B]
+    sq = (deq - values).double().pow(2)  # [P, B]
+    if weights is not None:
+        sq = sq * weights
     clipped = _clamped(values, scale.unsqueeze(1), zero.unsqueeze(1), bit_type)
     clipping = torch.where(clipped, sq, 0.0).sum(1) / n
     rounding = torch.where(clipped, 0.0, sq).sum(1) / n
@@ -113,31 +117,67 @@ def follow_value(x: float, scale: float, zero_point: int, bit_type: BitType) -> 
             "error": float(deq - xt)}
 
 
-def sweep_bit_widths(layer, eval_x: torch.Tensor, bits_list=range(2, 9)) -> dict:
+def qparams_by_bits(observer, bit_types, known=None, step=None) -> list:
+    """The qparams ``observer`` gives at each of ``bit_types``, from the data it already holds.
+
+    Observers whose range ignores the bit width compute it once; clip searches (OMSE, KL) run
+    per width on their stored values. ``known`` maps a bit width to qparams already computed
+    (the config's own width), reused as they are. ``step(i)`` is called before each width.
+    """
+    known = known or {}
+    config = observer.config
+    value_range = None
+    out = []
+    for index, bit_type in enumerate(bit_types):
+        if step is not None:
+            step(index)
+        if bit_type.bits in known and bit_type.signed == config.bit_type.signed:
+            out.append(known[bit_type.bits])
+        elif not observer.range_depends_on_bits:
+            if value_range is None:
+                value_range = observer.compute_range()
+            out.append(calculate_qparams(*value_range, bit_type, config.is_symmetric))
+        else:
+            out.append(observer.with_bit_type(bit_type).get_quantization_params())
+    return out
+
+
+def sweep_bit_widths(layer, eval_x: torch.Tensor, bits_list=range(2, 9),
+                     progress=None) -> dict:
     """Weight and output QSNR of a calibrated `QuantLinear` at each bit width (weight and
     output both at b bits, signedness kept), without recalibrating: the observers re-derive
-    qparams from the data they already hold. Equals building the layer at b bits.
+    qparams from the data they already hold. Equals building the layer at b bits and running
+    ``eval_x`` through it. ``progress(fraction, text)`` reports each step.
 
-    Returns lists over ``bits``: weight_qsnr, output_qsnr (dB), weight_scale_mean.
+    Returns lists over ``bits``: weight_qsnr, output_qsnr (dB).
     """
+    report = progress or (lambda fraction, text: None)
+    bits_list = list(bits_list)
+    w_cfg, o_cfg = layer.weight_config, layer.out_config
+    w_types = [BitType(b, w_cfg.bit_type.signed) for b in bits_list]
+    o_types = [BitType(b, o_cfg.bit_type.signed) for b in bits_list]
+    share = 0.45 / max(len(bits_list), 1)
+    w_params = qparams_by_bits(
+        layer.weight_observer, w_types, {w_cfg.bit_type.bits: (layer.weight_scaler,
+                                                               layer.weight_zero)},
+        lambda i: report(i * share, f"weight qparams at {bits_list[i]} bits"))
+    o_params = qparams_by_bits(
+        layer.output_observer, o_types, {o_cfg.bit_type.bits: (layer.output_scaler,
+                                                               layer.output_zero)},
+        lambda i: report(0.45 + i * share, f"output qparams at {bits_list[i]} bits"))
+    report(0.9, "scoring each width on the held-out batch")
+    out = {"bits": bits_list, "weight_qsnr": [], "output_qsnr": []}
     with torch.no_grad():
         x = eval_x.float()
         reference = F.linear(x, layer.weight, layer.bias)
-        x_q = x
-        if layer.input_quantizer is not None:
-            x_q = layer.input_quantizer(x)
-        out = {"bits": [], "weight_qsnr": [], "output_qsnr": []}
-        for bits in bits_list:
-            w_bt = BitType(bits, layer.weight_config.bit_type.signed)
-            o_bt = BitType(bits, layer.out_config.bit_type.signed)
-            w_scale, w_zero = layer.weight_observer.with_bit_type(w_bt).get_quantization_params()
-            deq_w = fake_quantize(layer.weight, w_scale, w_zero, w_bt, 0)
-            o_scale, o_zero = layer.output_observer.with_bit_type(o_bt).get_quantization_params()
-            y = fake_quantize(F.linear(x_q, deq_w, layer.bias), o_scale, o_zero, o_bt, -1)
-            out["bits"].append(bits)
-            out["weight_qsnr"].append(_qsnr(layer.weight, deq_w))
-            out["output_qsnr"].append(_qsnr(reference, y))
-        return out
+        x_q = x if layer.input_quantizer is None else layer.input_quantizer(x)
+        w_signal, o_signal = _energy(layer.weight), _energy(reference)
+        for w_type, (ws, wz), o_type, (os_, oz) in zip(w_types, w_params, o_types, o_params):
+            deq_w = fake_quantize(layer.weight, ws, wz, w_type, 0)
+            y = fake_quantize(F.linear(x_q, deq_w, layer.bias), os_, oz, o_type, -1)
+            out["weight_qsnr"].append(qsnr_db(w_signal, _energy(deq_w - layer.weight)))
+            out["output_qsnr"].append(qsnr_db(o_signal, _energy(y - reference)))
+    return out
 
 
 def _clamped(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
@@ -145,12 +185,9 @@ def _clamped(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
     """True where x lies over half a step beyond the representable range (broadcasting), the
     profiler's definition of clipped."""
     scale = scale.float()
-    lo = (bit_type.qmin - zero_point).to(torch.float32) * scale
-    hi = (bit_type.qmax - zero_point).to(torch.float32) * scale
-    return (x < lo - scale * HALF_STEP) | (x > hi + scale * HALF_STEP)
+    return beyond_half_step(x, *grid_range(scale, zero_point, bit_type), scale)
 
 
-def _qsnr(reference: torch.Tensor, approx: torch.Tensor) -> float:
-    signal = float(reference.pow(2).sum(dtype=torch.float64))
-    noise = float((approx - reference).pow(2).sum(dtype=torch.float64))
-    return qsnr_db(signal, noise)
+def _energy(t: torch.Tensor) -> float:
+    """sum of squares, accumulated in float64."""
+    return float(t.double().pow(2).sum())

@@ -25,6 +25,13 @@ def qsnr_db(signal: float, noise: float) -> float:
     return 10.0 * math.log10(signal / noise)
 
 
+def beyond_half_step(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                     scale: torch.Tensor) -> torch.Tensor:
+    """The clipped mask: ``x`` over half a step (``scale``) outside [lo, hi] (broadcasting)."""
+    half = scale * HALF_STEP
+    return (x < lo - half) | (x > hi + half)
+
+
 def as_channels(x: torch.Tensor, channel_axis: int) -> torch.Tensor:
     """Any tensor -> [C, N] with channels from ``channel_axis`` (a 0-d tensor is [1, 1])."""
     if x.dim() == 0:
@@ -112,23 +119,24 @@ class QuantProfiler:
             self._sums[key] += value
         self._max_abs_error = max(self._max_abs_error, stats[3] / factor)
         lo, hi = clip_lo.float().reshape(-1, 1), clip_hi.float().reshape(-1, 1)
-        half = torch.zeros_like(lo) if scale is None else scale.float().reshape(-1, 1) * HALF_STEP
+        step = torch.zeros_like(lo) if scale is None else scale.float().reshape(-1, 1)
         if lo.shape[0] not in (1, ref.shape[0]):  # per-tensor range but other channel axis
-            lo, hi, half = lo.min().reshape(1, 1), hi.max().reshape(1, 1), half.max().reshape(1, 1)
-        low_edge, high_edge = (lo - half) * factor, (hi + half) * factor
-        self._clipped += int(((ref < low_edge) | (ref > high_edge)).sum())
+            lo, hi, step = lo.min().reshape(1, 1), hi.max().reshape(1, 1), step.max().reshape(1, 1)
+        clipped = beyond_half_step(ref, lo * factor, hi * factor, step * factor)
+        self._clipped += int(torch.count_nonzero(clipped))
         self._count += ref.numel()
         if self._channel_signal is None or self._channel_signal.shape != channel_signal.shape:
             self._channel_signal, self._channel_noise = channel_signal, channel_noise
         else:
             self._channel_signal = self._channel_signal + channel_signal
             self._channel_noise = self._channel_noise + channel_noise
-        self._update_histogram(ref, deq, factor, extremes[0], extremes[1], float(lo.min()),
-                               float(hi.max()))
+        self._update_histogram(ref, deq, factor, extremes, float(lo.min()), float(hi.max()))
 
     def _update_histogram(self, ref: torch.Tensor, deq: torch.Tensor, factor: float,
-                          ref_min: float, ref_max: float, lo: float, hi: float) -> None:
-        """Add ``ref``/``deq`` (both multiplied by ``factor``) to the shared-bin counts."""
+                          extremes: list[float], lo: float, hi: float) -> None:
+        """Add ``ref``/``deq`` (both multiplied by ``factor``; their unscaled min/max in
+        ``extremes``) to the shared-bin counts."""
+        ref_min, ref_max = extremes[0], extremes[1]
         if self._edges is None:
             low, high = min(ref_min, lo), max(ref_max, hi)
             if high <= low:  # a constant tensor; the pad must survive rounding at 1e17+
@@ -144,11 +152,15 @@ class QuantProfiler:
         # float64 only when the bin width itself is below float32's range (denormal data)
         wide = per_unit > 2.0**100
         high = low + self.num_bins / per_unit
-        for values, counts in ((ref, self._fp32_counts), (deq, self._quant_counts)):
+        for values, counts, (v_min, v_max) in ((ref, self._fp32_counts, extremes[:2]),
+                                               (deq, self._quant_counts, extremes[2:])):
             if values.numel() < 2**24 and not wide:  # torch.histc's float counts are exact
                 binned = torch.histc(values, self.num_bins, low, high).to(torch.int64)
-                binned[0] += (values < low).sum()  # histc drops values outside the edges
-                binned[-1] += (values > high).sum()
+                # histc drops values outside the edges; count them only when there are any
+                if v_min * factor < low:
+                    binned[0] += torch.count_nonzero(values < low)
+                if v_max * factor > high:
+                    binned[-1] += torch.count_nonzero(values > high)
                 counts += binned.cpu()
                 continue
             values = values.double() if wide else values

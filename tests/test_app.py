@@ -17,7 +17,7 @@ from explorer import state as S
 from explorer.panels import format_config_error, format_metric, format_qsnr
 from quantlib.config_loader import ConfigError
 from quantlib.quant_config import OBSERVER_TYPES
-from tests.app_session import APP, TIMEOUT, open_app
+from tests.helpers import APP, TIMEOUT, link_token, npy_upload, open_app
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_LAYER = {"in_features": 96, "out_features": 64, "batch_size": 64, "num_batches": 4}
@@ -364,16 +364,6 @@ def digits_home(_digits_cache_home, monkeypatch):
     return _digits_cache_home
 
 
-def npy_upload(name: str, array) -> tuple[str, bytes, str]:
-    import io
-
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(array))
-    return name, buf.getvalue(), "application/octet-stream"
-
-
 def test_trained_digits_source_quantizes_a_real_layer(digits_home, _warm_torch):
     at = start_app(**SMALL_LAYER)
     at.selectbox(key=S.data_key("source")).set_value("digits").run()
@@ -587,13 +577,6 @@ def open_teach(at: AppTest) -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
-
-
-def link_token(text: str) -> str:
-    import base64
-    import zlib
-
-    return base64.urlsafe_b64encode(zlib.compress(text.encode())).decode().rstrip("=")
 
 
 def test_teach_tab_explains_the_layer_with_its_own_numbers(small_app):

@@ -9,7 +9,7 @@ import torch
 
 from quantlib.bit_type import BitType
 from quantlib.quant_config import OBSERVER_TYPES, QuantConfig
-from quantlib.quantizers.functional import calculate_qparams
+from quantlib.quantizers.functional import calculate_qparams, grid_range
 
 OBSERVER_REGISTRY: dict[str, type[BaseObserver]] = {}
 
@@ -49,13 +49,19 @@ class BaseObserver:
     (C = 1 for layer_wise) and ``batch_min``/``batch_max`` [C] its extremes.
     """
 
+    #: True when the chosen range depends on the bit width (a clip search); False when it
+    #: depends on the data only, so a bit-width sweep computes the range once.
+    range_depends_on_bits = False
+
     def __init__(self, config: QuantConfig, channel_axis: int = 0, name: str = "tensor") -> None:
         self.config = config
-        self.bit_type = config.bit_type
-        self.calibration_mode = config.calibration_mode
         self.channel_axis = channel_axis
         self.name = name
         self.reset()
+
+    @property
+    def bit_type(self) -> BitType:
+        return self.config.bit_type
 
     def reset(self) -> None:
         """Forget everything observed."""
@@ -85,8 +91,8 @@ class BaseObserver:
         min_val, max_val = self._compute_range()
         scale, zero = calculate_qparams(min_val, max_val, self.bit_type, self.config.is_symmetric)
         # Ranges near float32's limit (|x| ~ 3e38) overflow the scale or the grid's end codes.
-        grid_ends = torch.stack([self.bit_type.qmin - zero, self.bit_type.qmax - zero]) * scale
-        if not bool(torch.isfinite(grid_ends).all()):
+        if not all(bool(torch.isfinite(end).all())
+                   for end in grid_range(scale, zero, self.bit_type)):
             raise ValueError(
                 f"{self.name}: the observed range [{float(min_val.min()):.4g}, "
                 f"{float(max_val.max()):.4g}] is too wide to quantize in float32 (its "
@@ -98,7 +104,6 @@ class BaseObserver:
         sweep re-derives qparams without recalibrating."""
         clone = copy.copy(self)
         clone.config = dataclasses.replace(self.config, bit_type=bit_type)
-        clone.bit_type = bit_type
         return clone
 
     def compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,10 +133,8 @@ class BaseObserver:
     def _flatten(self, tensor: torch.Tensor) -> torch.Tensor:
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"{self.name}: expected a torch.Tensor, got {type(tensor).__name__}")
-        if not (tensor.is_floating_point()):
-            tensor = tensor.float()
         x = tensor.detach().float()
-        if self.calibration_mode == "layer_wise" or x.dim() == 0:
+        if not self.config.is_channel_wise or x.dim() == 0:
             return x.reshape(1, -1)
         if x.numel() == 0:  # nothing to observe (reshape(0, -1) would be ambiguous)
             return x.reshape(1, 0)

@@ -110,6 +110,8 @@ class KLObserver(StoredDataObserver):
     searched coarse-to-fine (evenly spaced cuts, then every cut around the best one).
     """
 
+    range_depends_on_bits = True
+
     def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         values = self.observed_values()
         threshold = self.compute_threshold(values)
@@ -145,8 +147,9 @@ class KLObserver(StoredDataObserver):
         nq = self.num_quant_bins()
         bins = self.effective_bins(values.shape[1], nq)
         if nq >= bins:
-            return values.abs().amax(dim=1)
-        hist, amax = abs_histogram(values, bins)
+            return torch.maximum(-self.min_val, self.max_val)  # max |x| per channel
+        # shared with `with_bit_type` copies: a bit sweep bins the data once per bin count
+        hist, amax = self.derived(("abs_histogram", bins), lambda v: abs_histogram(v, bins))
         cuts, counts = useful_cuts(hist, nq)
         # Bound the work (channels x cuts x groups). Per tensor every useful cut is scored;
         # with many channels, first every k-th cut, then all cuts around the coarse winner.

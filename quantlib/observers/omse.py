@@ -111,6 +111,8 @@ class OmseObserver(StoredDataObserver):
     values exceed 2**24, every 5th ratio is tried first, then every ratio around the best.
     """
 
+    range_depends_on_bits = True
+
     def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         values = self.observed_values()
         steps = self.config.omse_steps

@@ -50,7 +50,8 @@ def _along(param: torch.Tensor, x: torch.Tensor, axis: int) -> torch.Tensor:
 def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
              bit_type: BitType, axis: int = 0) -> torch.Tensor:
     """Float tensor -> integer codes (int32, same shape) in [qmin, qmax]."""
-    return _round_clamp(x, scale, zero_point, bit_type, axis).to(torch.int32)
+    return _codes(x, _along(scale, x, axis), _along(zero_point, x, axis).to(torch.float32),
+                  bit_type).to(torch.int32)
 
 
 def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
@@ -73,12 +74,18 @@ def fake_quantize_broadcast(x: torch.Tensor, scale: torch.Tensor, zero_point: to
     candidate ranges [R, C, 1] against values [C, N])."""
     scale = scale.float()
     zp = zero_point.to(torch.float32)
-    q = torch.clamp(torch.round(x.float() * torch.reciprocal(scale)) + zp, bit_type.qmin,
-                    bit_type.qmax)
-    return (q - zp) * scale
+    return (_codes(x, scale, zp, bit_type) - zp) * scale
 
 
-def _round_clamp(x, scale, zero_point, bit_type, axis):
-    inv_scale = torch.reciprocal(_along(scale.float(), x, axis))
-    q = torch.round(x.float() * inv_scale) + _along(zero_point, x, axis).to(torch.float32)
+def grid_range(scale: torch.Tensor, zero_point: torch.Tensor,
+               bit_type: BitType) -> tuple[torch.Tensor, torch.Tensor]:
+    """The representable range ((qmin - zp) * s, (qmax - zp) * s), shaped like ``scale``."""
+    return ((bit_type.qmin - zero_point).float() * scale,
+            (bit_type.qmax - zero_point).float() * scale)
+
+
+def _codes(x, scale, zero_point, bit_type):
+    """clamp(round_half_even(x * (1/s)) + zp, qmin, qmax) as float32; ``scale`` and the float
+    ``zero_point`` already broadcast against ``x``."""
+    q = torch.round(x.float() * torch.reciprocal(scale.float())) + zero_point
     return torch.clamp(q, bit_type.qmin, bit_type.qmax)

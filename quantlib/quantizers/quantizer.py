@@ -53,10 +53,7 @@ class Quantizer(nn.Module):
 
     def clip_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The representable range (lo, hi), each shaped like ``scale``."""
-        scale, zero = self._params()
-        lo = (self.bit_type.qmin - zero).float() * scale
-        hi = (self.bit_type.qmax - zero).float() * scale
-        return lo, hi
+        return QF.grid_range(*self._params(), self.bit_type)
 
     def levels(self, channel: int = 0) -> torch.Tensor:
         """All dequantized grid values of one channel: [2**bits] float32."""

@@ -4,6 +4,7 @@ arguments and the `sync_playwright` fixture (never ``playwright install``)."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -39,3 +40,16 @@ def sync_playwright():
             pytest.fail(message)
         pytest.skip(message)
     return api
+
+
+@contextmanager
+def open_page(sync_playwright, width: int, height: int, timeout_ms: int):
+    """A page of a freshly launched headless Chromium, closed afterwards."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(timeout_ms)
+            yield page
+        finally:
+            browser.close()

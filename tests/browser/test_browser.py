@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import open_page
 
 pytestmark = pytest.mark.browser
 
@@ -75,15 +75,9 @@ def app_url(tmp_path):
 @pytest.fixture
 def page(sync_playwright, app_url):
     """A Chromium page on the running app (1600x1200, generous timeouts)."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1200})
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-            page.goto(app_url)
-            yield page
-        finally:
-            browser.close()
+    with open_page(sync_playwright, 1600, 1200, PAGE_TIMEOUT_MS) as app_page:
+        app_page.goto(app_url)
+        yield app_page
 
 
 def _metric_value(page, label: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import open_page
 
 pytestmark = pytest.mark.browser
 
@@ -33,33 +33,27 @@ def test_cli_report_opens_offline_and_draws_every_plot(sync_playwright, tmp_path
          str(REPO / "configs" / "attn_config.yaml"), "-o", str(report), *SMALL],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-            requests = []
-            page.on("request", lambda request: requests.append(request.url))
-            page_errors = []
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-            page.goto(report.as_uri())
-            page.wait_for_function(
-                """(n) => [...document.querySelectorAll('.js-plotly-plot')]
-                    .filter(p => p.querySelector(MARKS)).length >= n""".replace("MARKS", MARKS),
-                arg=MIN_PLOTS)
-            drawn = page.evaluate(
-                """() => [...document.querySelectorAll('.js-plotly-plot')].map(p => ({
-                    svgs: p.querySelectorAll('svg.main-svg').length,
-                    marks: p.querySelectorAll(MARKS).length,
-                    title: (p.querySelector('.gtitle') || {}).textContent || ''}))"""
-                .replace("MARKS", MARKS))
-            assert len(drawn) >= MIN_PLOTS, drawn
-            assert all(plot["svgs"] > 0 and plot["marks"] > 0 for plot in drawn), drawn
-            titles = " | ".join(plot["title"] for plot in drawn)
-            for expected in ("Weight values", "Output quantization error", "Time per stage"):
-                assert expected in titles, titles
-            assert "qsnr" in page.locator("table").first.inner_text()  # the metrics table
-            assert not page_errors, page_errors
-            assert all(url.startswith("file://") for url in requests), requests  # offline
-        finally:
-            browser.close()
+    with open_page(sync_playwright, 1400, 1000, PAGE_TIMEOUT_MS) as page:
+        requests = []
+        page.on("request", lambda request: requests.append(request.url))
+        page_errors = []
+        page.on("pageerror", lambda error: page_errors.append(str(error)))
+        page.goto(report.as_uri())
+        page.wait_for_function(
+            """(n) => [...document.querySelectorAll('.js-plotly-plot')]
+                .filter(p => p.querySelector(MARKS)).length >= n""".replace("MARKS", MARKS),
+            arg=MIN_PLOTS)
+        drawn = page.evaluate(
+            """() => [...document.querySelectorAll('.js-plotly-plot')].map(p => ({
+                svgs: p.querySelectorAll('svg.main-svg').length,
+                marks: p.querySelectorAll(MARKS).length,
+                title: (p.querySelector('.gtitle') || {}).textContent || ''}))"""
+            .replace("MARKS", MARKS))
+        assert len(drawn) >= MIN_PLOTS, drawn
+        assert all(plot["svgs"] > 0 and plot["marks"] > 0 for plot in drawn), drawn
+        titles = " | ".join(plot["title"] for plot in drawn)
+        for expected in ("Weight values", "Output quantization error", "Time per stage"):
+            assert expected in titles, titles
+        assert "qsnr" in page.locator("table").first.inner_text()  # the metrics table
+        assert not page_errors, page_errors
+        assert all(url.startswith("file://") for url in requests), requests  # offline

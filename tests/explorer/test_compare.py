@@ -15,6 +15,7 @@ from explorer import compare_clip as CC
 from explorer import compare_figures as CF
 from explorer.compare_panel import best_rows, lost_table, metrics_table
 from explorer.pipeline import DataSettings, make_sample_data
+from quantlib import analysis as QA
 from quantlib.bit_type import BitType
 from quantlib.config_loader import ConfigError, load_config_from_string
 from quantlib.quant_config import OBSERVER_TYPES, QuantConfig
@@ -142,7 +143,7 @@ def test_qparams_by_bits_reuses_the_known_width_and_the_range_once(data):
 
     layer.weight_observer.compute_range = counting
     known = {8: (layer.weight_scaler, layer.weight_zero)}
-    params = C.qparams_by_bits(layer.weight_observer, [BitType(b, True) for b in (2, 4, 8)],
+    params = QA.qparams_by_bits(layer.weight_observer, [BitType(b, True) for b in (2, 4, 8)],
                                known)
     assert len(calls) == 1  # one quantile search for three widths
     assert params[2][0] is layer.weight_scaler

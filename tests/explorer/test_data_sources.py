@@ -1,9 +1,7 @@
 """Real data sources of the pipeline: the trained digits MLP, uploads and MiniLM weights."""
 
-import base64
 import io
 import math
-import zlib
 
 import numpy as np
 import pytest
@@ -25,6 +23,7 @@ from explorer.share import SharedState, ShareError, decode_state, encode_state
 from explorer.uploads import UploadError
 from quantlib.config_loader import load_config_from_yaml
 from tests.explorer.test_minilm import fake_minilm_file
+from tests.helpers import link_token, npy_bytes
 
 GEN = torch.Generator().manual_seed(0)
 VALID_YAML = "bit_type: {bits: 8}\n"
@@ -33,12 +32,6 @@ VALID_YAML = "bit_type: {bits: 8}\n"
 @pytest.fixture(scope="module")
 def configs():
     return load_config_from_yaml(S.PRESET_DIR / S.DEFAULT_PRESET)
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 def upload(tensors: dict, name="w.safetensors") -> UploadedTensors:
@@ -245,9 +238,8 @@ def test_links_carry_the_source_but_never_upload_bytes():
 def test_links_with_bad_source_settings_are_refused(data, fragment):
     doc = {"v": 1, "weight": VALID_YAML, "outputs": VALID_YAML, "activation": None,
            "data": data}
-    raw = zlib.compress(yaml.safe_dump(doc).encode())
     with pytest.raises(ShareError, match=fragment):
-        decode_state({"s": base64.urlsafe_b64encode(raw).decode().rstrip("=")})
+        decode_state({"s": link_token(yaml.safe_dump(doc))})
 
 
 # --- sidebar callbacks on a plain dict ------------------------------------------------------

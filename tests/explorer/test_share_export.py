@@ -1,9 +1,7 @@
 """Shareable links round-trip and refuse hostile input; exported safetensors reload exactly."""
 
-import base64
 import dataclasses
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from quantlib.bit_type import BitType
 from quantlib.config_loader import load_config_from_string
 from quantlib.quant_config import QuantConfig
 from quantlib.quant_linear import QuantLinear
+from tests.helpers import link_token
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 WEIGHT = "# per-channel int4\ncalibration_mode: channel_wise\nbit_type: {bits: 4, signed: true}\n"
@@ -38,8 +37,7 @@ VALID = "weight: 'observer_type: MinmaxObserver'\noutputs: 'kl_bins: 512'\n"
 
 
 def token_for(text: str) -> dict:
-    raw = base64.urlsafe_b64encode(zlib.compress(text.encode())).decode().rstrip("=")
-    return {"s": raw}
+    return {"s": link_token(text)}
 
 
 def test_link_round_trips_to_identical_metrics():

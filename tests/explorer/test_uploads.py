@@ -13,15 +13,10 @@ from safetensors.torch import save as save_safetensors
 
 from explorer import uploads
 from explorer.uploads import UploadError, check_calibration_inputs, load_tensors, pick_weight
+from tests.helpers import npy_bytes
 
 WEIGHT = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
 BIAS = torch.randn(6, generator=torch.Generator().manual_seed(1))
-
-
-def npy_bytes(array) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 def torch_bytes(obj, **kwargs) -> bytes:

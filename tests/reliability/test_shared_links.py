@@ -5,10 +5,7 @@ Markdown (images fetched on opening, links, formatting) into that person's page.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import zlib
 
 import numpy as np
 import pytest
@@ -17,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import cache
 from explorer import state as S
-from tests.app_session import open_app
+from tests.helpers import link_token, npy_upload, open_app
 
 EXPORT = "share.download_safetensors"
 
@@ -29,12 +26,6 @@ def fresh_caches():
     cache.clear_all()
 
 
-def npy(name: str, array: np.ndarray) -> tuple[str, bytes, str]:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return name, buffer.getvalue(), "application/octet-stream"
-
-
 def weight_charts(at: AppTest) -> list[str]:
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     return [t for t in titles if t.startswith("Weight")]
@@ -43,7 +34,7 @@ def weight_charts(at: AppTest) -> list[str]:
 def test_a_link_to_an_uploaded_tensor_does_not_open_it_in_another_open_app():
     secret = np.random.default_rng(0).standard_normal((48, 80)).astype(np.float32)
     owner = open_app(source="upload", num_batches=2, batch_size=32)
-    owner.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(npy("secret.npy", secret)).run()
+    owner.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(npy_upload("secret.npy", secret)).run()
     assert not owner.exception and not owner.error
     assert any("(48×80)" in t for t in weight_charts(owner))
     assert EXPORT in {b.key for b in owner.sidebar.get("download_button")}
@@ -66,14 +57,10 @@ def test_a_link_to_an_uploaded_tensor_does_not_open_it_in_another_open_app():
 
     # Uploading the same file there gives the same numbers (the cache is shared for it).
     other.session_state[S.TABS] = "Single layer"
-    other.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(npy("mine.npy", secret)).run()
+    other.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(npy_upload("mine.npy", secret)).run()
     assert not other.exception and not other.error
     assert ([m.value for m in other.metric if m.label == "Weight QSNR"]
             == [m.value for m in owner.metric if m.label == "Weight QSNR"])
-
-
-def link(text: str) -> str:
-    return base64.urlsafe_b64encode(zlib.compress(text.encode())).decode().rstrip("=")
 
 
 PIXEL = "![x](https://tracker.example/t.png)"
@@ -85,7 +72,7 @@ PIXEL = "![x](https://tracker.example/t.png)"
     f"v: 1\nweight: \"bit_type: {{bits: 8, name: '{PIXEL}'}}\"\noutputs: ''\ndata: {{}}\n",
 ], ids=["quoted-in-the-error", "unknown-setting", "bit-type-name"])
 def test_a_link_cannot_put_markdown_into_the_page(text):
-    at = open_app(link(text), in_features=64, out_features=64, num_batches=2, batch_size=32)
+    at = open_app(link_token(text), in_features=64, out_features=64, num_batches=2, batch_size=32)
     (message,) = [e.value for e in at.error]  # Markdown: what the browser renders
     assert "could not be opened" in message
     assert "tracker.example" in message.replace("\\", "")  # quoted, as plain text
@@ -106,7 +93,7 @@ def test_links_carry_plain_bit_type_names_only(label):
                          DataSettings())
     with pytest.raises(ShareError, match="plain label"):
         encode_state(marked)  # the sidebar says why there is no link
-    token = link(yaml.safe_dump({"v": 1, "weight": marked.weight_yaml,
+    token = link_token(yaml.safe_dump({"v": 1, "weight": marked.weight_yaml,
                                  "outputs": "kl_bins: 512", "data": {}}))
     with pytest.raises(ShareError, match="plain label"):
         decode_state({"s": token})

@@ -1,0 +1,46 @@
+"""Helpers shared by the test suites: an AppTest session of app.py, link tokens, .npy bytes."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zlib
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+from explorer import state as S
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 180
+
+
+def open_app(token: str | None = None, **data) -> AppTest:
+    """A new session, run once: opened with ``?s=<token>`` when given; ``data`` presets the
+    sample-data widgets (e.g. a small layer)."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if token is not None:
+        at.query_params["s"] = token
+    for name, value in data.items():
+        at.session_state[S.data_key(name)] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def link_token(text: str) -> str:
+    """``text`` encoded as a link's ``?s=`` value (zlib + base64url), valid or not."""
+    return base64.urlsafe_b64encode(zlib.compress(text.encode())).decode().rstrip("=")
+
+
+def npy_bytes(array) -> bytes:
+    """``array`` saved as a .npy file."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array))
+    return buffer.getvalue()
+
+
+def npy_upload(name: str, array) -> tuple[str, bytes, str]:
+    """A file_uploader value: (name, .npy bytes, mime type)."""
+    return name, npy_bytes(array), "application/octet-stream"
