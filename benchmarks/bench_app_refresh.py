@@ -13,6 +13,7 @@ and the figure JSON sizes for the default layer and for a 4096x4096 layer.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import statistics
 import sys
@@ -50,9 +51,8 @@ def bench_pipeline(repeats: int) -> list[float]:
     data = make_sample_data(settings)
     times = []
     for bits in itertools.islice(itertools.cycle(range(2, 17)), repeats + WARMUP):
-        weight = configs["weight"]
-        edited = dict(configs, weight=type(weight)(**{**weight.__dict__,
-                                                      "bit_type": BitType(bits, True)}))
+        edited = dict(configs, weight=dataclasses.replace(configs["weight"],
+                                                          bit_type=BitType(bits, True)))
         start = time.perf_counter()
         figures = build_figures(run_pipeline(edited, settings, data=data))
         for fig in figures.values():

@@ -227,15 +227,26 @@ def quantize_model(model: nn.Module, configs: dict[str, QuantConfig | None],
 def layer_sensitivity(model: nn.Module, configs: dict[str, QuantConfig | None],
                       calib_x: torch.Tensor, eval_x: torch.Tensor, eval_y: torch.Tensor,
                       layers: Sequence[str] | None = None, progress: Progress | None = None,
-                      batch_size: int = BATCH_SIZE) -> dict[str, float]:
+                      batch_size: int = BATCH_SIZE,
+                      full: ModelQuantResult | None = None) -> dict[str, float]:
     """``{name: top-1 accuracy in [0, 1] with only that Linear quantized}`` for every Linear
-    (or those in ``layers``); the rest stay fp32. Same arguments as `quantize_model`."""
+    (or those in ``layers``); the rest stay fp32. Same arguments as `quantize_model`.
+
+    A layer calibrates on the fp32 model's activations either way, so its qparams do not
+    depend on which other layers are quantized: given ``full`` (a `quantize_model` result with
+    those layers), its calibrated layers are reused instead of calibrating again.
+    """
     names = list(_named_linears(model, layers))  # validate the names before any work
     result: dict[str, float] = {}
     for i, name in enumerate(names):
-        one = quantize_model(model, configs, calib_x, eval_x, eval_y, layers=[name],
-                             batch_size=batch_size)
-        result[name] = one.quantized_accuracy
+        if full is not None:
+            one_layer = copy.deepcopy(model)
+            _set_submodule(one_layer, name, copy.deepcopy(full.quant_layer(name)))
+            result[name] = top1_accuracy(one_layer, eval_x, eval_y, batch_size)
+        else:
+            result[name] = quantize_model(model, configs, calib_x, eval_x, eval_y,
+                                          layers=[name], batch_size=batch_size
+                                          ).quantized_accuracy
         _report(progress, (i + 1) / len(names), f"sensitivity: {name} ({i + 1}/{len(names)})")
     return result
 

@@ -87,7 +87,8 @@ def run_whole_model(digits: DigitsModel, configs: Mapping[str, QuantConfig | Non
         start = time.perf_counter()
         per_layer = layer_sensitivity(digits.model, configs, digits.train_x, digits.test_x,
                                       digits.test_y, progress=phase(share, 1 - share,
-                                                                    "one layer at a time"))
+                                                                    "one layer at a time"),
+                                      full=result)
         seconds["sensitivity"] = time.perf_counter() - start
     report(1.0, "Done")
     return WholeModelSummary(

@@ -16,6 +16,7 @@ Every panel function below reads from that, so the numbers on the page are the l
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,6 +72,16 @@ class LayerAnalysis:
     layer: QuantLinear
     data: SampleData
     tensors: dict[str, TensorView]
+
+    @functools.cached_property
+    def weight_abs_error(self) -> torch.Tensor:
+        """|dequantized - fp32| of the weight [out, in], computed once per analysis."""
+        return (self.layer.dequant_weight - self.layer.weight).abs()
+
+    @functools.cached_property
+    def weight_error_cells(self) -> tuple[torch.Tensor, int, int]:
+        """`weight_error_blocks`, computed once per analysis."""
+        return block_reduce(self.weight_abs_error, CLICK_GRID_SIDE, "mean")
 
 
 def build_analysis(configs: Mapping[str, QuantConfig | None], data: SampleData) -> LayerAnalysis:
@@ -156,14 +167,14 @@ def follow_weight(analysis: LayerAnalysis, row: int, col: int) -> dict:
 
 def weight_error(analysis: LayerAnalysis) -> torch.Tensor:
     """|dequantized - fp32| of the weight [out, in]."""
-    return (analysis.layer.dequant_weight - analysis.layer.weight).abs()
+    return analysis.weight_abs_error
 
 
 def weight_error_blocks(analysis: LayerAnalysis) -> tuple[torch.Tensor, int, int]:
     """The clickable weight-error heatmap's cells: mean |error| per block (`figures.block_reduce`
     to at most `CLICK_GRID_SIDE` per side): ``(blocks [ceil(R/rb), ceil(C/cb)], row_block,
     col_block)``."""
-    return block_reduce(weight_error(analysis), CLICK_GRID_SIDE, "mean")
+    return analysis.weight_error_cells
 
 
 def cell_to_weight(error: torch.Tensor, row_start: int, col_start: int, row_block: int,

@@ -166,6 +166,14 @@ def test_layer_sensitivity_quantizes_one_layer_at_a_time(digits):
     assert full.quantized_accuracy <= max(sens.values())
 
 
+@pytest.mark.parametrize("bits", [3, 8])
+def test_sensitivity_reusing_the_full_run_equals_recalibrating(digits, bits):
+    configs = make_configs(bits)
+    args = (digits.model, configs, digits.train_x, digits.test_x, digits.test_y)
+    full = quantize_model(*args)
+    assert layer_sensitivity(*args, full=full) == layer_sensitivity(*args)
+
+
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
     ({"layers": ["fc9"]}, ValueError, "fc1, fc2, fc3"),
     ({"layers": ["relu1"]}, ValueError, "not an nn.Linear"),
