@@ -6,14 +6,23 @@ sidebar (presets, sample data) -> YAML editors -> compute (cached) -> panels.
 
 import streamlit as st
 
-from explorer import compare_panel, model_panel, panels, share_panel, teach_panel
-from explorer import state as S
+from explorer.compare import panel as compare_panel
+from explorer.core import state as S
+from explorer.data.state import init_data_state
+from explorer.model import panel as model_panel
+from explorer.model.state import init_model_state
+from explorer.share import panel as share_panel
+from explorer.share.state import init_share_state
+from explorer.single import panel as single_panel
+from explorer.teach import panel as teach_panel
+from explorer.teach.state import init_teach_state
 
 st.set_page_config(page_title="Quantization Explorer", page_icon="🔢", layout="wide")
-S.init_state(st.session_state)
+for init in (S.init_state, init_data_state, init_model_state, init_teach_state, init_share_state):
+    init(st.session_state)  # each feature's keys and defaults
 share_panel.load_link_once(st.session_state)  # a ?s= link, before any widget
 
-settings = panels.render_sidebar(st.session_state)
+settings = single_panel.render_sidebar(st.session_state)
 st.title("Quantization Explorer")
 st.caption("Edit the YAML or the widgets; every valid edit rebuilds the QuantLinear, "
            "recalibrates it on the sample data and redraws.")
@@ -23,11 +32,11 @@ share_panel.render_link_notice(st.session_state)
 (single_layer_tab, whole_model_tab, compare_tab, teach_tab) = st.tabs(
     ["Single layer", "Whole model", "Compare", "Teach"], key=S.TABS, on_change="rerun")
 with single_layer_tab:
-    configs, has_errors = panels.render_editors(st.session_state)
+    configs, has_errors = single_panel.render_editors(st.session_state)
     computed, stale = S.keep_last_good(
         st.session_state, S.LAST_GOOD,
-        None if configs is None else panels.compute_results(configs, settings))
-    panels.render_results(computed, stale, has_errors)
+        None if configs is None else single_panel.compute_results(configs, settings))
+    single_panel.render_results(computed, stale, has_errors)
 with whole_model_tab:
     if whole_model_tab.open:  # quantizes the whole digits MLP only while this tab is open
         model_panel.render_whole_model(st.session_state, configs, has_errors)

@@ -23,17 +23,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from explorer import state as S  # noqa: E402
-from explorer.figures import figure_payload_bytes  # noqa: E402
-from explorer.pipeline import (  # noqa: E402
+from explorer.core import cache  # noqa: E402
+from explorer.core import state as S  # noqa: E402
+from explorer.core.figures import figure_payload_bytes  # noqa: E402
+from explorer.core.pipeline import (  # noqa: E402
     DataSettings,
     build_figures,
-    make_sample_data,
     run_pipeline,
 )
+from explorer.data.sources import make_sample_data  # noqa: E402
 from quantlib.bit_type import BitType  # noqa: E402
 from quantlib.config_loader import load_config_from_yaml  # noqa: E402
 
@@ -54,7 +54,7 @@ def bench_pipeline(repeats: int) -> list[float]:
         edited = dict(configs, weight=dataclasses.replace(configs["weight"],
                                                           bit_type=BitType(bits, True)))
         start = time.perf_counter()
-        figures = build_figures(run_pipeline(edited, settings, data=data))
+        figures = build_figures(run_pipeline(edited, data))
         for fig in figures.values():
             fig.to_json()
         times.append(time.perf_counter() - start)
@@ -62,8 +62,7 @@ def bench_pipeline(repeats: int) -> list[float]:
 
 
 def bench_app(repeats: int) -> tuple[list[float], list[float]]:
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    cache.clear_all()
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
     base = at.text_area(key=S.text_key("weight")).value
     fresh, cached = [], []
@@ -78,13 +77,13 @@ def bench_app(repeats: int) -> tuple[list[float], list[float]]:
         cached.append(time.perf_counter() - start)
         if at.exception:
             raise RuntimeError(at.exception)
-    st.cache_resource.clear()
+    cache.clear_all()
     return fresh[WARMUP:], cached[WARMUP:]
 
 
 def payload_sizes(settings: DataSettings) -> dict[str, int]:
     configs = load_config_from_yaml(REPO / "configs" / S.DEFAULT_PRESET)
-    figures = build_figures(run_pipeline(configs, settings))
+    figures = build_figures(run_pipeline(configs, make_sample_data(settings)))
     return {name: figure_payload_bytes(fig) for name, fig in figures.items()}
 
 

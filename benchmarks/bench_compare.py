@@ -6,7 +6,7 @@ Default layer: 768x768, 8 batches x 256 tokens (the sidebar's defaults), the see
 attn_config (channel_wise weight int8 / output uint8, Uniform) turned into the classic set
 (MinMax, Percentile, OMSE, KL for weight and output). Timed, side by side:
 
-- the sweep: `explorer.compare.sweep_layer` over bits 2..8 for the four calibrated layers
+- the sweep: `explorer.compare.runs.sweep_layer` over bits 2..8 for the four calibrated layers
   (the observers re-derive qparams from the data they hold; no recalibration);
 - `quantlib.analysis.sweep_bit_widths` on the same layers (every width through
   ``with_bit_type``, range observers included);
@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import best_time, print_table  # noqa: E402
-from explorer import compare as C  # noqa: E402
-from explorer.pipeline import DataSettings, build_layer, make_sample_data  # noqa: E402
+from explorer.compare import runs as C  # noqa: E402
+from explorer.core.pipeline import DataSettings, build_layer  # noqa: E402
+from explorer.data.sources import make_sample_data  # noqa: E402
 from quantlib.analysis import sweep_bit_widths  # noqa: E402
 from quantlib.bit_type import BitType  # noqa: E402
 from quantlib.config_loader import load_config_from_string  # noqa: E402

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import best_time, print_table  # noqa: E402
-from explorer.pipeline import DataSettings, SampleData, build_figures, run_pipeline  # noqa: E402
+from explorer.core.pipeline import DataSettings, SampleData, build_figures, run_pipeline  # noqa: E402
 from quantlib.bit_type import BitType  # noqa: E402
 from quantlib.config_loader import load_config_from_yaml  # noqa: E402
 from quantlib.quant_config import QuantConfig  # noqa: E402
@@ -59,7 +59,7 @@ def quantlib_cycle(linear, calib, eval_x, kind, with_figures=True):
                             batch_size=calib[0].shape[0])
     data = SampleData(settings, linear.weight.detach(), linear.bias.detach(), tuple(calib),
                       eval_x)
-    result = run_pipeline(configs, settings, data=data)
+    result = run_pipeline(configs, data)
     if not with_figures:
         return result
     return [fig.to_json() for fig in build_figures(result).values()]

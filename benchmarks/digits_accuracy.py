@@ -1,7 +1,7 @@
 """Accuracy of the quantized digits MLP at 8, 6 and 4 bits, per observer (Markdown tables).
 
 Trains the MLP fresh in a temporary cache folder (so the training time is real), then runs
-`explorer.model_quant.quantize_model` with the same observer and bit width for the weight
+`explorer.core.model_quant.quantize_model` with the same observer and bit width for the weight
 (per-channel, signed, symmetric) and the output (per-tensor, signed, symmetric), calibrated on
 the 1437 training rows and evaluated on the 360 held-out rows. Also prints the 4-bit per-layer
 table and the one-layer-at-a-time sensitivity.
@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import print_table  # noqa: E402
-from explorer.digits_model import load_or_train_digits_model  # noqa: E402
-from explorer.model_quant import layer_sensitivity, quantize_model  # noqa: E402
+from explorer.core.model_quant import layer_sensitivity, quantize_model  # noqa: E402
+from explorer.data.digits import load_or_train_digits_model  # noqa: E402
 from quantlib.bit_type import BitType  # noqa: E402
 from quantlib.quant_config import QuantConfig  # noqa: E402
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from explorer import state as S
+from explorer.core import state as S
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 180

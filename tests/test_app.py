@@ -9,12 +9,16 @@ import re
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from explorer import cache
-from explorer import state as S
-from explorer.panels import format_config_error, format_metric, format_qsnr
+from explorer.compare import state as CS
+from explorer.core import cache
+from explorer.core import state as S
+from explorer.core.formatting import format_config_error, format_metric, format_qsnr
+from explorer.data import state as DS
+from explorer.model import state as MS
+from explorer.single import results
+from explorer.teach import state as TS
 from quantlib.config_loader import ConfigError
 from quantlib.quant_config import OBSERVER_TYPES
 from tests.helpers import APP, TIMEOUT, link_token, npy_upload, open_app
@@ -26,11 +30,9 @@ FINITE_DB = re.compile(r"-?\d+\.\d\d dB")
 
 @pytest.fixture(autouse=True)
 def clear_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    cache.clear_all()
     yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    cache.clear_all()
 
 
 def start_app(**data) -> AppTest:
@@ -310,7 +312,7 @@ def test_unexpected_failure_is_logged_not_shown(app, monkeypatch, caplog):
     def explode(*args, **kwargs):
         raise ZeroDivisionError("internal detail")
 
-    monkeypatch.setattr(cache, "run_pipeline", explode)
+    monkeypatch.setattr(results, "run_pipeline", explode)
     with caplog.at_level(logging.ERROR, logger="explorer"):
         app.number_input(key=S.data_key("seed")).set_value(7).run()
     assert not app.exception
@@ -403,8 +405,8 @@ def test_whole_model_tab_shows_accuracy_table_and_charts(digits_home, _warm_torc
     assert any(t.startswith("Sensitivity") for t in titles)
     # Compare: the Compare tab's configs and presets, side by side with the current config.
     three_bits = "weight:\n  bit_type: {bits: 3}\noutputs:\n  bit_type: {bits: 3}\n"
-    at.session_state[S.COMPARE_ENTRIES] = (("W3", three_bits), ("bad", "weight: {bits: 99}\n"))
-    at.multiselect(key=S.MODEL_COMPARE_WIDGET).set_value(["w4_omse.yaml", "w8_kl.yaml"]).run()
+    at.session_state[CS.COMPARE_ENTRIES] = (("W3", three_bits), ("bad", "weight: {bits: 99}\n"))
+    at.multiselect(key=MS.MODEL_COMPARE_WIDGET).set_value(["w4_omse.yaml", "w8_kl.yaml"]).run()
     assert not at.exception and not errors(at)
     assert any("'bad' has an error" in w.value for w in at.warning)
     compare = at.dataframe[1].value
@@ -421,7 +423,7 @@ def test_whole_model_tab_shows_accuracy_table_and_charts(digits_home, _warm_torc
     at.run()
     assert not at.exception and is_stale(at)
     assert metric(at, "fp32 accuracy") == fp32
-    assert at.multiselect(key=S.MODEL_COMPARE_WIDGET).value == ["w4_omse.yaml", "w8_kl.yaml"]
+    assert at.multiselect(key=MS.MODEL_COMPARE_WIDGET).value == ["w4_omse.yaml", "w8_kl.yaml"]
 
 
 def test_tensor_upload_quantizes_it_and_a_corrupt_file_keeps_the_app_working(_warm_torch):
@@ -430,7 +432,7 @@ def test_tensor_upload_quantizes_it_and_a_corrupt_file_keeps_the_app_working(_wa
     at = start_app(source="upload", num_batches=2, batch_size=32)
     assert any("Upload a weight tensor" in i.value for i in at.info)
     weight = np.random.default_rng(0).standard_normal((48, 80)).astype(np.float32)
-    at.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(npy_upload("w.npy", weight)).run()
+    at.file_uploader(key=DS.UPLOAD_WEIGHT_FILE).set_value(npy_upload("w.npy", weight)).run()
     assert not at.exception and not errors(at) and not is_stale(at)
     assert any("(48×80)" in title for title in chart_titles(at))
     assert FINITE_DB.fullmatch(metric(at, "Weight QSNR"))
@@ -439,7 +441,7 @@ def test_tensor_upload_quantizes_it_and_a_corrupt_file_keeps_the_app_working(_wa
                        ("short.npy", npy_upload("x", weight)[1][:-100]),
                        ("flags.npy", npy_upload("x", weight > 0)[1]),
                        ("vector.npy", npy_upload("x", weight[0])[1])):
-        at.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(
+        at.file_uploader(key=DS.UPLOAD_WEIGHT_FILE).set_value(
             (name, data, "application/octet-stream")).run()
         assert not at.exception
         (message,) = errors(at)
@@ -447,10 +449,10 @@ def test_tensor_upload_quantizes_it_and_a_corrupt_file_keeps_the_app_working(_wa
         assert chart_titles(at) == charts and metric(at, "Weight QSNR") == qsnr
         assert not is_stale(at)
     # Calibration inputs of the wrong width are refused next to their uploader.
-    at.file_uploader(key=S.UPLOAD_INPUT_FILE).set_value(
+    at.file_uploader(key=DS.UPLOAD_INPUT_FILE).set_value(
         npy_upload("x.npy", np.ones((10, 81), np.float32))).run()
     assert any("x.npy" in e and "in_features=80" in e for e in errors(at))
-    at.file_uploader(key=S.UPLOAD_INPUT_FILE).set_value(
+    at.file_uploader(key=DS.UPLOAD_INPUT_FILE).set_value(
         npy_upload("x.npy", np.ones((100, 80), np.float32))).run()
     assert not at.exception and not any("x.npy" in e for e in errors(at))
     assert any("Calibrating on x.npy: 100 rows" in c.value for c in at.caption)
@@ -487,14 +489,14 @@ def test_compare_view_end_to_end(small_app):
     at.run()
     assert not at.exception
     # First visit: two copies (A, B) of the current config, so nothing differs.
-    assert [at.text_input(key=S.compare_key(S.COMPARE_NAME, i)).value for i in (0, 1)] == \
+    assert [at.text_input(key=CS.compare_key(CS.COMPARE_NAME, i)).value for i in (0, 1)] == \
         ["A", "B"]
-    document = at.text_area(key=S.compare_key(S.COMPARE_YAML, 0)).value
+    document = at.text_area(key=CS.compare_key(CS.COMPARE_YAML, 0)).value
     assert "weight:" in document and "outputs:" in document
     assert any("identical" in s.value for s in at.success)
     assert set(compare_charts(at)) == COMPARE_CHARTS
 
-    at.button(key=S.COMPARE_CLASSIC).click().run()
+    at.button(key=CS.COMPARE_CLASSIC).click().run()
     assert not at.exception and not errors(at)
     names = ["MinMax", "Percentile", "OMSE", "KL"]
     metrics = compare_table(at, "compare.metrics")
@@ -510,7 +512,7 @@ def test_compare_view_end_to_end(small_app):
         assert set(names) <= {trace.get("name") for trace in charts[key]["data"]}, key
 
     # A valid edit: KL's weight at 4 bits shows in the diff and costs weight QSNR.
-    kl = S.compare_key(S.COMPARE_YAML, 3)
+    kl = CS.compare_key(CS.COMPARE_YAML, 3)
     text = at.text_area(key=kl).value
     four = text.replace("bits: 8\n    signed: true\n    name: int8",
                         "bits: 4\n    signed: true\n    name: int4")
@@ -524,7 +526,7 @@ def test_compare_view_end_to_end(small_app):
 
     # An invalid edit: an inline error for that config (field, line, valid choices); the
     # other three still render and the bad text is kept.
-    percentile = S.compare_key(S.COMPARE_YAML, 1)
+    percentile = CS.compare_key(CS.COMPARE_YAML, 1)
     bad = at.text_area(key=percentile).value.replace("PercentileObserver", "Percentil", 1)
     at.text_area(key=percentile).input(bad).run()
     assert not at.exception
@@ -538,8 +540,8 @@ def test_compare_view_end_to_end(small_app):
     # Broken YAML syntax is an inline error too; one channel's curves render.
     at.text_area(key=percentile).input("weight: [\n").run()
     assert not at.exception and len(errors(at)) == 1
-    at.radio(key=S.COMPARE_SCOPE).set_value("One channel").run()
-    at.number_input(key=S.COMPARE_CHANNEL).set_value(5).run()
+    at.radio(key=CS.COMPARE_SCOPE).set_value("One channel").run()
+    at.number_input(key=CS.COMPARE_CHANNEL).set_value(5).run()
     assert not at.exception
     curve = compare_charts(at)["compare.chart.weight_curve"]
     assert "channel 5" in curve["layout"]["title"]["text"]
@@ -549,23 +551,23 @@ def test_compare_buttons_add_remove_reset_and_keep_edits_across_tabs(small_app):
     at = small_app
     at.session_state[S.TABS] = "Compare"
     at.run()
-    at.button(key=S.COMPARE_ADD).click().run()
-    at.button(key=S.COMPARE_ADD).click().run()
-    assert [n for n, _ in at.session_state[S.COMPARE_ENTRIES]] == ["A", "B", "C", "D"]
-    assert at.button(key=S.COMPARE_ADD).disabled
-    at.text_input(key=S.compare_key(S.COMPARE_NAME, 2)).input("mine").run()
-    at.button(key=S.compare_key(S.COMPARE_REMOVE, 0)).click().run()
-    assert [n for n, _ in at.session_state[S.COMPARE_ENTRIES]] == ["B", "mine", "D"]
-    assert at.text_input(key=S.compare_key(S.COMPARE_NAME, 1)).value == "mine"
+    at.button(key=CS.COMPARE_ADD).click().run()
+    at.button(key=CS.COMPARE_ADD).click().run()
+    assert [n for n, _ in at.session_state[CS.COMPARE_ENTRIES]] == ["A", "B", "C", "D"]
+    assert at.button(key=CS.COMPARE_ADD).disabled
+    at.text_input(key=CS.compare_key(CS.COMPARE_NAME, 2)).input("mine").run()
+    at.button(key=CS.compare_key(CS.COMPARE_REMOVE, 0)).click().run()
+    assert [n for n, _ in at.session_state[CS.COMPARE_ENTRIES]] == ["B", "mine", "D"]
+    assert at.text_input(key=CS.compare_key(CS.COMPARE_NAME, 1)).value == "mine"
     assert len(compare_table(at, "compare.metrics")) == 3
     # Leaving the tab drops its widgets; coming back re-seeds them from the stored entries.
     at.session_state[S.TABS] = "Single layer"
     at.run()
     at.session_state[S.TABS] = "Compare"
     at.run()
-    assert at.text_input(key=S.compare_key(S.COMPARE_NAME, 1)).value == "mine"
-    at.button(key=S.COMPARE_RESET).click().run()
-    assert [n for n, _ in at.session_state[S.COMPARE_ENTRIES]] == ["A", "B"]
+    assert at.text_input(key=CS.compare_key(CS.COMPARE_NAME, 1)).value == "mine"
+    at.button(key=CS.COMPARE_RESET).click().run()
+    assert [n for n, _ in at.session_state[CS.COMPARE_ENTRIES]] == ["A", "B"]
     assert not at.exception
 
 
@@ -580,7 +582,8 @@ def open_teach(at: AppTest) -> AppTest:
 
 
 def test_teach_tab_explains_the_layer_with_its_own_numbers(small_app):
-    from explorer.pipeline import DataSettings, run_pipeline
+    from explorer.core.pipeline import DataSettings, run_pipeline
+    from explorer.data.sources import make_sample_data
     from quantlib.config_loader import load_config_from_yaml
 
     assert not any(s.value.startswith("1 ·") for s in small_app.subheader)  # lazy: tab closed
@@ -589,7 +592,7 @@ def test_teach_tab_explains_the_layer_with_its_own_numbers(small_app):
     for number in "12345":
         assert any(h.startswith(f"{number} ·") for h in headings), headings
     result = run_pipeline(load_config_from_yaml(REPO / "configs" / "attn_config.yaml"),
-                          DataSettings(**SMALL_LAYER))
+                          make_sample_data(DataSettings(**SMALL_LAYER)))
     latex = [element.value for element in at.latex]
     for name in ("weight", "output"):
         scale = float(result.tensors[name].scale[0])
@@ -600,12 +603,12 @@ def test_teach_tab_explains_the_layer_with_its_own_numbers(small_app):
         assert metric(at, label) != "n/a"
     assert not errors(at)
     # Another channel and another weight: still the layer's numbers, still exact.
-    at.number_input(key=f"{S.TEACH_CHANNEL}.weight").set_value(5).run()
+    at.number_input(key=f"{TS.TEACH_CHANNEL}.weight").set_value(5).run()
     assert any(f"{float(result.tensors['weight'].scale[5]):.6g}" in e.value for e in at.latex)
-    at.number_input(key=S.TEACH_ROW).set_value(63).run()
-    at.number_input(key=S.TEACH_COL).set_value(95).run()
+    at.number_input(key=TS.TEACH_ROW).set_value(63).run()
+    at.number_input(key=TS.TEACH_COL).set_value(95).run()
     assert any("quant_weight[63, 95]" in s.value and "exactly" in s.value for s in at.success)
-    at.radio(key=S.TEACH_TENSOR).set_value("output").run()
+    at.radio(key=TS.TEACH_TENSOR).set_value("output").run()
     assert not at.exception and not errors(at)
 
 
@@ -620,12 +623,12 @@ def test_teach_tab_waits_for_a_valid_config(small_app):
 @pytest.mark.parametrize("name", ["outlier_channel", "relu_unsigned", "heavy_tails",
                                   "omse_4bit", "llm_outlier_feature"])
 def test_every_scenario_loads_config_a_and_reveals_a_vs_b(small_app, name):
-    from explorer.teaching import SCENARIOS
+    from explorer.teach.lessons import SCENARIOS
     from quantlib.config_loader import load_config_from_string, parse_section
 
     scenario = SCENARIOS[name]
     at = open_teach(small_app)
-    at.button(key=f"{S.TEACH_LOAD}.{name}").click().run()
+    at.button(key=f"{TS.TEACH_LOAD}.{name}").click().run()
     assert not at.exception, at.exception
     expected = load_config_from_string(scenario.config_a)
     assert at.toggle(key=S.ACT_ENABLED).value is (expected["activation"] is not None)
@@ -634,14 +637,14 @@ def test_every_scenario_loads_config_a_and_reveals_a_vs_b(small_app, name):
         assert config == expected[S.RESULT_KEYS[section]], section
     for field, value in scenario.settings.as_dict().items():
         assert at.session_state[S.data_key(field)] == value, field
-    assert at.session_state[S.TEACH_SCENARIO] == name
+    assert at.session_state[TS.TEACH_SCENARIO] == name
     assert any(scenario.title in s.value for s in at.success)
     assert not errors(at)
     for tensor in ("Weight", "Output"):
         assert FINITE_DB.fullmatch(metric(at, f"{tensor} QSNR"))
     # The reveal runs A and B only once opened.
     assert not any(scenario.reveal in m.value for m in at.markdown)
-    at.session_state[f"{S.TEACH_REVEAL}.{name}"] = True
+    at.session_state[f"{TS.TEACH_REVEAL}.{name}"] = True
     at.run()
     assert not at.exception
     assert any(scenario.reveal in m.value for m in at.markdown)

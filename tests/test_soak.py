@@ -26,11 +26,14 @@ import pytest
 from streamlit.runtime.caching.cache_resource_api import _resource_caches
 from streamlit.testing.v1 import AppTest
 
-from explorer import cache, samples
-from explorer import compare as C
-from explorer import state as S
-from explorer.panels import format_config_error
-from explorer.yaml_edit import set_field
+from explorer.compare import runs as C
+from explorer.compare import state as CS
+from explorer.core import cache
+from explorer.core import state as S
+from explorer.core.formatting import format_config_error
+from explorer.core.yaml_edit import set_field
+from explorer.data import synthetic
+from explorer.single import results
 from quantlib.config_loader import load_config_from_yaml
 from quantlib.quant_config import CALIBRATION_MODES, OBSERVER_TYPES, QUANTIZATION_METHODS
 
@@ -272,8 +275,8 @@ class Soak:
         field = self.deal("data", DATA_FIELDS)
         value = {
             "seed": lambda: self.rng.choice(SEEDS),
-            "weight_source": lambda: self.rng.choice(samples.WEIGHT_SOURCES),
-            "input_source": lambda: self.rng.choice(samples.INPUT_SOURCES),
+            "weight_source": lambda: self.rng.choice(synthetic.WEIGHT_SOURCES),
+            "input_source": lambda: self.rng.choice(synthetic.INPUT_SOURCES),
             "num_batches": lambda: self.rng.randint(1, 4),
             "batch_size": lambda: self.rng.randint(8, 64),
             "in_features": lambda: self.rng.randint(8, 64),
@@ -311,7 +314,7 @@ class Soak:
         self.counts[f"tab {tab}"] += 1
         subheaders = [s.value for s in self.at.subheader]
         opened = {
-            "Compare": S.compare_key(S.COMPARE_YAML, 0) in widget_keys(self.at.text_area),
+            "Compare": CS.compare_key(CS.COMPARE_YAML, 0) in widget_keys(self.at.text_area),
             "Teach": any(h.startswith("5 ·") for h in subheaders),
             "Whole model": any(h.startswith("Whole model:") for h in subheaders),
         }
@@ -319,7 +322,7 @@ class Soak:
 
     def compare(self) -> None:
         kind = self.deal("compare", COMPARE_KINDS)
-        count = len(self.state[S.COMPARE_ENTRIES])
+        count = len(self.state[CS.COMPARE_ENTRIES])
         if kind == "add" and count == C.MAX_CONFIGS:
             kind = "remove"
         if kind == "remove" and count == C.MIN_CONFIGS:
@@ -328,14 +331,14 @@ class Soak:
             self.compare_edit(kind == "edit valid", count)
             return
         index = self.rng.randrange(count)
-        key = {"classic": S.COMPARE_CLASSIC, "add": S.COMPARE_ADD, "reset": S.COMPARE_RESET,
-               "remove": S.compare_key(S.COMPARE_REMOVE, index)}[kind]
+        key = {"classic": CS.COMPARE_CLASSIC, "add": CS.COMPARE_ADD, "reset": CS.COMPARE_RESET,
+               "remove": CS.compare_key(CS.COMPARE_REMOVE, index)}[kind]
         self.step += f" compare {kind}" + (f" {index}" if kind == "remove" else "")
         valid = all(S.parse_text(self.text(s), s)[0] is not None for s in self.sections())
         self.at.button(key=key).click()
         self.run()
         self.counts[f"compare {kind}"] += 1
-        names = [name for name, _ in self.state[S.COMPARE_ENTRIES]]
+        names = [name for name, _ in self.state[CS.COMPARE_ENTRIES]]
         expected = {"add": count + 1, "remove": count - 1, "reset": 2,
                     "classic": 4 if valid else count}[kind]
         assert len(names) == expected, (self.step, names)
@@ -344,7 +347,7 @@ class Soak:
 
     def compare_edit(self, valid: bool, count: int) -> None:
         index = self.rng.randrange(count)
-        name, base = self.state[S.COMPARE_ENTRIES][index]
+        name, base = self.state[CS.COMPARE_ENTRIES][index]
         if C.parse_entry(name, base).configs is None or not BITS.search(base):
             base = self.good_document
         if valid:
@@ -359,12 +362,12 @@ class Soak:
         entry = C.parse_entry(name, text)
         assert (entry.error is None) is valid, (kind, text)
         self.step += f" compare edit {index} ({kind})"
-        key = S.compare_key(S.COMPARE_YAML, index)
+        key = CS.compare_key(CS.COMPARE_YAML, index)
         self.at.text_area(key=key).input(text)
         self.run()
         self.counts[f"compare edit {'valid' if valid else 'invalid: ' + kind}"] += 1
         assert self.at.text_area(key=key).value == text, self.step
-        assert self.state[S.COMPARE_ENTRIES][index][1] == text, self.step
+        assert self.state[CS.COMPARE_ENTRIES][index][1] == text, self.step
         if not valid:
             message = format_config_error(entry.error)
             assert any(message in e for e in errors(self.at)), (self.step, errors(self.at))
@@ -373,18 +376,17 @@ class Soak:
 # --- caches -------------------------------------------------------------------------------------
 
 
-def resource_caches() -> dict[str, list]:
-    """Every ``st.cache_resource`` cache of the process: name -> [max_entries, entries,
-    [(len, max_entries) of each BoundedLRU it holds]]. Reads Streamlit 1.67's (pinned)
-    cache registry, the only place that knows every cache."""
+def resource_caches() -> dict[str, tuple[int, float]]:
+    """Every cache of the process: name -> (entries, max_entries). The explorer's stores come
+    from `explorer.core.cache.stores`; any ``st.cache_resource`` cache is read from Streamlit
+    1.67's (pinned) registry too, so a cache added outside the stores is checked as well."""
+    found = {name: (len(store), store.max_entries) for name, store in cache.stores().items()}
     with _resource_caches._caches_lock:
         caches = [c for by_key in _resource_caches._function_caches.values()
                   for c in by_key.values()]
-    found = {}
     for resource_cache in caches:
-        values = [result.value for result in list(resource_cache._mem_cache.values())]
-        stores = [(len(v), v.max_entries) for v in values if isinstance(v, cache.BoundedLRU)]
-        found[resource_cache.display_name] = [resource_cache.max_entries, len(values), stores]
+        found[resource_cache.display_name] = (len(resource_cache._mem_cache),
+                                              resource_cache.max_entries)
     return found
 
 
@@ -410,7 +412,7 @@ def test_two_hundred_random_edits_never_crash_and_stay_bounded(fresh_caches, tmp
     for tab in ("Whole model", "Compare"):
         soak.switch_tab(tab)
     for _ in range(2):
-        soak.at.button(key=S.COMPARE_ADD).click()
+        soak.at.button(key=CS.COMPARE_ADD).click()
         soak.run()
     for tab in ("Teach", "Single layer"):
         soak.switch_tab(tab)
@@ -454,13 +456,9 @@ def test_two_hundred_random_edits_never_crash_and_stay_bounded(fresh_caches, tmp
 
     # Every cache is bounded and within its bound; the LRU stores held their caps.
     caches = resource_caches()
-    print("  caches: " + ", ".join(f"{name.rsplit('.', 1)[-1]} {n}/{cap}"
-                                   + "".join(f" [{size}/{limit}]" for size, limit in stores)
-                                   for name, (cap, n, stores) in sorted(caches.items())))
-    for name, (cap, entries, stores) in caches.items():
+    print("  caches: " + ", ".join(f"{name} {n}/{cap}"
+                                   for name, (n, cap) in sorted(caches.items())))
+    for name, (entries, cap) in caches.items():
         assert math.isfinite(cap) and entries <= cap, (name, cap, entries)
-        assert all(size <= limit for size, limit in stores), (name, stores)
-    result_store = [stores for name, (_, _, stores) in caches.items()
-                    if name.endswith("_result_store")]
-    assert result_store == [[(cache.RESULT_ENTRIES, cache.RESULT_ENTRIES)]], caches
+    assert caches["single.results"] == (results.RESULT_ENTRIES, results.RESULT_ENTRIES), caches
     assert elapsed < 300, f"the soak took {elapsed:.0f} s"

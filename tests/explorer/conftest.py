@@ -2,7 +2,7 @@
 
 import pytest
 
-from explorer.digits_model import load_or_train_digits_model
+from explorer.data.digits import load_or_train_digits_model
 
 
 @pytest.fixture(scope="session")

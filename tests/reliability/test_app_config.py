@@ -14,7 +14,8 @@ import pytest
 import tomllib
 from streamlit import config as st_config
 
-from explorer import data_panel, uploads
+from explorer.data import panel as data_panel
+from explorer.data import uploads
 from quantlib.config_loader import MAX_CONFIG_BYTES
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """What a shared link can do to the session of whoever opens it: no more than load a valid
 state. It cannot open the sender's uploaded tensors (a link carries their digests, and the
-caches are shared by every session: `explorer.cache.upload_scope`), and it cannot put
+caches are shared by every session: `explorer.data.cache.upload_scope`), and it cannot put
 Markdown (images fetched on opening, links, formatting) into that person's page."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
-from explorer import cache
-from explorer import state as S
+from explorer.core import cache
+from explorer.core import state as S
+from explorer.data import state as DS
 from tests.helpers import link_token, npy_upload, open_app
 
 EXPORT = "share.download_safetensors"
@@ -34,7 +35,7 @@ def weight_charts(at: AppTest) -> list[str]:
 def test_a_link_to_an_uploaded_tensor_does_not_open_it_in_another_open_app():
     secret = np.random.default_rng(0).standard_normal((48, 80)).astype(np.float32)
     owner = open_app(source="upload", num_batches=2, batch_size=32)
-    owner.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(npy_upload("secret.npy", secret)).run()
+    owner.file_uploader(key=DS.UPLOAD_WEIGHT_FILE).set_value(npy_upload("secret.npy", secret)).run()
     assert not owner.exception and not owner.error
     assert any("(48×80)" in t for t in weight_charts(owner))
     assert EXPORT in {b.key for b in owner.sidebar.get("download_button")}
@@ -57,7 +58,7 @@ def test_a_link_to_an_uploaded_tensor_does_not_open_it_in_another_open_app():
 
     # Uploading the same file there gives the same numbers (the cache is shared for it).
     other.session_state[S.TABS] = "Single layer"
-    other.file_uploader(key=S.UPLOAD_WEIGHT_FILE).set_value(npy_upload("mine.npy", secret)).run()
+    other.file_uploader(key=DS.UPLOAD_WEIGHT_FILE).set_value(npy_upload("mine.npy", secret)).run()
     assert not other.exception and not other.error
     assert ([m.value for m in other.metric if m.label == "Weight QSNR"]
             == [m.value for m in owner.metric if m.label == "Weight QSNR"])
@@ -83,8 +84,8 @@ def test_a_link_cannot_put_markdown_into_the_page(text):
 @pytest.mark.parametrize("label", [PIXEL, "<a href='https://x.example'>int8</a>", "int 8",
                                    "x" * 33, "int8\u200b"])
 def test_links_carry_plain_bit_type_names_only(label):
-    from explorer.pipeline import DataSettings
-    from explorer.share import SharedState, ShareError, decode_state, encode_state
+    from explorer.core.pipeline import DataSettings
+    from explorer.share.link import SharedState, ShareError, decode_state, encode_state
 
     plain = SharedState("bit_type: {bits: 4, name: my_format-4.1}\n", "kl_bins: 512\n", None,
                         DataSettings())

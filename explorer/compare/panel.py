@@ -1,0 +1,333 @@
+"""The "Compare" tab: 2–4 named configs of the same layer on the same calibration data.
+
+Reads like the page: buttons -> one YAML editor per config (inline errors) -> calibrate
+(cached per config) -> metrics table, config diff, per-channel QSNR, each tensor's histogram
+and clip-threshold curve with every config's clip -> the bit-width sweep last (its OMSE/KL
+searches are the slow part, so everything else is on screen first). Keys and callbacks are in
+`explorer.compare.state`, logic in `explorer.compare.runs`, caches in `explorer.compare.cache`,
+figures in `explorer.compare.figures`. A failure never shows a traceback: it is logged and
+explained.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pandas as pd
+import streamlit as st
+
+from explorer.compare import cache as compare_cache
+from explorer.compare import figures as CF
+from explorer.compare import runs as C
+from explorer.compare import state as CS
+from explorer.core.formatting import CHART_CONFIG, format_config_error
+from explorer.core.pipeline import DataSettings
+from explorer.data import state as DS
+
+logger = logging.getLogger("explorer")
+
+EDITOR_HEIGHT = 260
+HIGHER_IS_BETTER = ("Weight QSNR (dB)", "Output QSNR (dB)")
+LOWER_IS_BETTER = ("Weight MSE", "Output MSE", "Weight clipped (%)", "Output clipped (%)",
+                   "Observer (ms)", "Calibration (ms)")
+BEST_STYLE = "background-color: rgba(44, 160, 44, 0.25); font-weight: bold"
+
+
+def render_compare(state, settings: DataSettings) -> None:
+    """The whole tab."""
+    CS.init_compare_state(state)
+    st.subheader("Compare configurations")
+    st.caption("Each config is a whole YAML document (weight, outputs, optional activation). "
+               "All of them quantize the same layer on the same calibration data (sidebar), "
+               "and are scored on the same held-out batch.")
+    _render_buttons(state)
+    entries = _unique_names([C.parse_entry(name, text)
+                             for name, text in state[CS.COMPARE_ENTRIES]])
+    _render_editors(state, entries)
+    valid = [entry for entry in entries if entry.configs is not None]
+    if not valid:
+        st.info("Fix a config above to compare it.")
+        return
+    runs = _compute(valid, settings)
+    if not runs:
+        return
+    try:
+        _render_results(state, runs, settings)
+        bits = C.SWEEP_BITS + ((C.WIDE_BITS,) if state[CS.COMPARE_WIDE] else ())
+        valid = [entry for entry in valid if entry.name in runs]
+        _render_sweep(runs, _compute(valid, settings, bits))
+    except Exception:  # noqa: BLE001 - the page must never show a traceback
+        logger.exception("drawing the comparison failed")
+        st.error("Some of the comparison could not be drawn; the details are in the server "
+                 "log.", icon="🚫")
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def _render_buttons(state) -> None:
+    count = len(state[CS.COMPARE_ENTRIES])
+    left, middle, right, option = st.columns([3, 2, 2, 2])
+    left.button("Classic set: MinMax vs Percentile vs OMSE vs KL", key=CS.COMPARE_CLASSIC,
+                on_click=CS.on_compare_classic, args=(state,), width="stretch",
+                help="Four copies of the Single layer config (same bits, granularity and "
+                     "method), each with one observer for weight and outputs.")
+    middle.button("Add a copy of the current config", key=CS.COMPARE_ADD,
+                  on_click=CS.on_compare_add, args=(state,), disabled=count >= C.MAX_CONFIGS,
+                  width="stretch")
+    right.button("Reset to A/B copies", key=CS.COMPARE_RESET, on_click=CS.on_compare_reset,
+                 args=(state,), width="stretch",
+                 help="Two copies of the Single layer tab's current config.")
+    option.toggle("Sweep 16 bits too", key=CS.COMPARE_WIDE, on_change=CS.on_compare_option,
+                  args=(state, CS.COMPARE_WIDE))
+    notice = state.get(CS.COMPARE_NOTICE)
+    if notice:
+        level, message = notice
+        getattr(st, level)(message)
+        state[CS.COMPARE_NOTICE] = None
+
+
+def _render_editors(state, entries: list[C.ParsedEntry]) -> None:
+    for index, (entry, column) in enumerate(zip(entries, st.columns(len(entries)))):
+        with column:
+            name_key = CS.compare_key(CS.COMPARE_NAME, index)
+            st.text_input("Name", key=name_key, max_chars=24, on_change=CS.on_compare_edit,
+                          args=(state, index))
+            st.text_area(f"Config {entry.name} YAML", key=CS.compare_key(CS.COMPARE_YAML, index),
+                         height=EDITOR_HEIGHT, on_change=CS.on_compare_edit, args=(state, index),
+                         help="A whole config document. Press Ctrl+Enter or click outside "
+                              "to apply.")
+            if entry.error is not None:
+                st.error(f"{entry.name}: {format_config_error(entry.error)}", icon="🚫")
+            for message in entry.warnings:
+                st.warning(message, icon="⚠️")
+            st.button("Remove", key=CS.compare_key(CS.COMPARE_REMOVE, index),
+                      on_click=CS.on_compare_remove, args=(state, index),
+                      disabled=len(entries) <= C.MIN_CONFIGS)
+
+
+def _unique_names(entries: list[C.ParsedEntry]) -> list[C.ParsedEntry]:
+    """Blank names become their letter; repeated names get a number."""
+    seen: set[str] = set()
+    out = []
+    for index, entry in enumerate(entries):
+        base = entry.name.strip() or CS.COMPARE_LETTERS[index]
+        name, n = base, 2
+        while name in seen:
+            name, n = f"{base} ({n})", n + 1
+        seen.add(name)
+        out.append(C.ParsedEntry(name, entry.text, entry.configs, entry.error, entry.warnings))
+    return out
+
+
+# --- compute --------------------------------------------------------------------------------
+
+
+def _compute(entries: list[C.ParsedEntry], settings: DataSettings,
+             bits: tuple[int, ...] | None = None) -> dict:
+    """Each config's run (``bits`` None) or bit-width sweep, cached, with one progress bar for
+    those not cached yet. A config that fails is explained and left out."""
+    uploads = DS.session_uploads(st.session_state)
+    todo = [e for e in entries
+            if compare_cache.lookup_compare(e.configs, settings, bits, uploads) is None]
+    what = "Calibrating the configs" if bits is None else "Sweeping the bit widths"
+    bar = st.progress(0.0, text=f"{what}…") if todo else None
+    runs: dict = {}
+    done = 0
+    for entry in entries:
+        pending = entry in todo
+
+        def report(fraction, text, name=entry.name, start=done):
+            if bar is not None:
+                share = min(max((start + fraction) / len(todo), 0.0), 1.0)
+                bar.progress(share, text=f"{name}: {text}")
+
+        try:
+            if bits is None:
+                runs[entry.name] = compare_cache.compare_run(
+                    entry.configs, settings, report, uploads)
+            else:
+                runs[entry.name] = compare_cache.compare_sweep(
+                    entry.configs, settings, bits, report, uploads)
+        except (ValueError, RuntimeError) as err:
+            logger.warning("compare: %s could not run: %s", entry.name, err)
+            st.error(f"{entry.name} could not be quantized with these settings: {err}",
+                     icon="🚫")
+        except Exception:  # noqa: BLE001 - the page must never show a traceback
+            logger.exception("compare: %s failed", entry.name)
+            st.error(f"{entry.name}: something went wrong while quantizing; the details are "
+                     "in the server log.", icon="🚫")
+        done += pending
+    if bar is not None:
+        bar.empty()
+    return runs
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+def _render_results(state, runs: dict[str, C.ConfigRun], settings: DataSettings) -> None:
+    colors = CF.config_colors(runs)
+    st.subheader("Metrics")
+    st.dataframe(style_metrics(metrics_table(runs)), key="compare.metrics", width="stretch")
+    st.caption("Best value of each column in green. QSNR, MSE and clipped % are on the "
+               "held-out batch; clipped = beyond the clip range by over half a step. Observer = "
+               "weight observer + output qparams search; calibration = the forward passes "
+               "that feed the output observer.")
+    _render_diff(runs)
+
+    st.subheader("Per-channel QSNR")
+    per_channel = {name: {t: run.tensors[t].per_channel_qsnr for t in C.TENSORS}
+                   for name, run in runs.items()}
+    st.plotly_chart(CF.make_channels_figure(per_channel, colors), key="compare.chart.channels",
+                    config=CHART_CONFIG, width="stretch")
+
+    st.subheader("Values, clip ranges and the clip-threshold curve")
+    channel, scope = _render_scope(state, runs)
+    for tensor in C.TENSORS:
+        view = compare_cache.compare_clip_view(tensor, runs, settings, channel, scope,
+                                               DS.session_uploads(st.session_state))
+        title = CF.TENSOR_TITLES[tensor]
+        left, right = st.columns(2)
+        with left:
+            st.plotly_chart(CF.make_clip_histogram_figure(view, colors, title),
+                            key=f"compare.chart.{tensor}_histogram", config=CHART_CONFIG,
+                            width="stretch")
+        with right:
+            st.plotly_chart(CF.make_clip_curve_figure(view, colors, title),
+                            key=f"compare.chart.{tensor}_curve", config=CHART_CONFIG,
+                            width="stretch")
+    st.caption("Output values are the fp32 outputs of the calibration batches (what the output "
+               "observers saw). Curve: MSE when |x| ≤ t is kept (Uniform: range [−t, t]; "
+               "Affine: the data range cut at ±t), split into clipping (overload) and rounding "
+               "(granular) error, which add up to the total. Markers: each config's t = "
+               "max(|lo|, hi) of its observer range, at its own MSE. Filled = on the curve; "
+               "hollow = not on it: a channel_wise config over the whole tensor is marked at "
+               "the median of its per-channel thresholds with the MSE of its per-channel "
+               "ranges, and an Affine range is not one of the curve's ranges. Pick one channel "
+               "to see every config exactly on that channel's curve.")
+
+
+def _render_sweep(runs: dict[str, C.ConfigRun], sweeps: dict[str, C.Sweep]) -> None:
+    st.subheader("Bit-width sweep")
+    if not sweeps:
+        return
+    colors = CF.config_colors(runs)
+    chosen = {name: {t: runs[name].tensors[t].config.bit_type.bits for t in C.TENSORS}
+              for name in sweeps}
+    st.plotly_chart(CF.make_sweep_figure(sweeps, chosen, {n: colors[n] for n in sweeps}),
+                    key="compare.chart.sweep", config=CHART_CONFIG, width="stretch")
+    st.dataframe(lost_table(runs), key="compare.lost", width="stretch")
+    st.caption("Reference: the ideal uniform quantizer, 20·log10(2^b − 1) dB (a signal spread "
+               "evenly over the full grid; 6.02 dB per bit). At each b, weight and output are "
+               "both at b bits (signedness kept; an input activation keeps its width); the "
+               "observers re-derive their qparams from the data they hold, no recalibration "
+               "(MinMax/Percentile ranges once; OMSE and KL re-run their clip search on their "
+               "stored values at each width, the slow part). The table reads each config at its "
+               "own widths, from its measured QSNR.")
+
+
+def _render_scope(state, runs: dict[str, C.ConfigRun]) -> tuple[int | None, str]:
+    channels = min(run.tensors["weight"].per_channel_qsnr.numel() for run in runs.values())
+    left, right = st.columns([2, 1])
+    scope = left.radio("Curves and histograms of", CS.COMPARE_SCOPES, key=CS.COMPARE_SCOPE,
+                       horizontal=True, on_change=CS.on_compare_option,
+                       args=(state, CS.COMPARE_SCOPE))
+    if state[CS.COMPARE_CHANNEL] >= channels:
+        state[CS.COMPARE_CHANNEL] = channels - 1
+    channel = right.number_input("Channel", 0, channels - 1, step=1, key=CS.COMPARE_CHANNEL,
+                                 on_change=CS.on_compare_option, args=(state, CS.COMPARE_CHANNEL),
+                                 disabled=scope == CS.COMPARE_SCOPES[0],
+                                 help="Output channel: a weight row / an output column.")
+    if scope == CS.COMPARE_SCOPES[0]:
+        return None, "whole tensor"
+    return int(channel), f"channel {int(channel)}"
+
+
+def _render_diff(runs: dict[str, C.ConfigRun]) -> None:
+    st.subheader("What differs")
+    rows = C.config_diff({name: run.configs for name, run in runs.items()})
+    if not rows:
+        st.success("The configs are identical (comments and layout aside).")
+        return
+    table = pd.DataFrame([[_show(v) for v in values] for _, values in rows],
+                         index=[path for path, _ in rows], columns=list(runs))
+    table.index.name = "field"
+    st.dataframe(table, key="compare.diff", width="stretch")
+
+
+# --- tables (pure pandas) -------------------------------------------------------------------
+
+
+def metrics_table(runs: dict[str, C.ConfigRun]) -> pd.DataFrame:
+    """One row per config: observers, QSNR, MSE, clipped %, observer and calibration time."""
+    rows = []
+    for run in runs.values():
+        w, o = run.tensors["weight"], run.tensors["output"]
+        rows.append({
+            "Weight observer": w.config.observer_type,
+            "Output observer": o.config.observer_type,
+            "Weight QSNR (dB)": w.qsnr, "Output QSNR (dB)": o.qsnr,
+            "Weight MSE": w.mse, "Output MSE": o.mse,
+            "Weight clipped (%)": 100 * w.clip_fraction,
+            "Output clipped (%)": 100 * o.clip_fraction,
+            "Observer (ms)": run.observer_ms, "Calibration (ms)": run.calibration_ms,
+        })
+    table = pd.DataFrame(rows, index=pd.Index(list(runs), name="config"))
+    return table
+
+
+def best_rows(table: pd.DataFrame) -> dict[str, list[str]]:
+    """The config(s) holding each metric column's best value (ties all win)."""
+    best = {}
+    for column in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER):
+        values = table[column].astype(float)
+        target = values.max() if column in HIGHER_IS_BETTER else values.min()
+        best[column] = [] if math.isnan(target) else list(values.index[values == target])
+    return best
+
+
+def style_metrics(table: pd.DataFrame):
+    """The metrics table with each column's best value highlighted and readable numbers."""
+    best = best_rows(table)
+
+    def highlight(column: pd.Series) -> list[str]:
+        winners = best.get(column.name, [])
+        return [BEST_STYLE if name in winners else "" for name in column.index]
+
+    formats = {c: _format_db for c in HIGHER_IS_BETTER}
+    formats.update({"Weight MSE": "{:.3e}", "Output MSE": "{:.3e}",
+                    "Weight clipped (%)": "{:.3f}", "Output clipped (%)": "{:.3f}",
+                    "Observer (ms)": "{:.0f}", "Calibration (ms)": "{:.0f}"})
+    return table.style.apply(highlight, axis=0).format(formats)
+
+
+def lost_table(runs: dict[str, C.ConfigRun]) -> pd.DataFrame:
+    """Each config at its own widths: bits, QSNR, the ideal line there and the dB lost."""
+    rows = []
+    for run in runs.values():
+        lost = C.db_lost(run)
+        row = {}
+        for tensor in C.TENSORS:
+            t = run.tensors[tensor]
+            title = CF.TENSOR_TITLES[tensor]
+            bits = t.config.bit_type.bits
+            row[f"{title} bits"] = bits
+            row[f"{title} QSNR (dB)"] = _format_db(t.qsnr)
+            row[f"{title} ideal (dB)"] = f"{C.ideal_qsnr(bits):.2f}"
+            row[f"{title} dB below ideal"] = _format_db(lost[tensor])
+        rows.append(row)
+    return pd.DataFrame(rows, index=pd.Index(list(runs), name="config"))
+
+
+def _format_db(value: float) -> str:
+    if value == math.inf:
+        return "∞ (lossless)"
+    if value == -math.inf:
+        return "−∞"
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
+def _show(value: object) -> str:
+    return "(absent)" if value is None else str(value)

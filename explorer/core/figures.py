@@ -1,0 +1,390 @@
+"""Pure Plotly figure builders for the explorer: ``make_*_figure(data) -> go.Figure``.
+
+Inputs are plain data (torch tensors, numpy arrays, floats and dicts from the profiler); no
+Streamlit here. Every figure's payload is bounded whatever the layer size: histograms are at most
+``MAX_HISTOGRAM_BINS`` bins, heatmaps at most ``MAX_HEATMAP_SIDE`` squared cells, per-channel
+plots at most ``MAX_CHANNEL_POINTS`` points and level grids at most ``MAX_LEVEL_LINES`` lines.
+Arrays reach Plotly as numpy, which it serialises as compact base64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from explorer.core.blocks import MAX_HEATMAP_SIDE, block_reduce
+
+MAX_HISTOGRAM_BINS = 512
+MAX_CHANNEL_POINTS = 4096
+MAX_LEVEL_LINES = 64
+INF_QSNR_MARGIN_DB = 10.0
+ALL_LOSSLESS_DISPLAY_DB = 100.0
+
+FP32_COLOR = "#1f77b4"
+DEQUANT_COLOR = "#ff7f0e"
+CLIP_COLOR = "#d62728"
+LEVEL_COLOR = "rgba(120, 120, 120, 0.35)"
+
+
+def make_histogram_figure(
+    histogram: Mapping,
+    title: str,
+    levels: torch.Tensor | None = None,
+    log_y: bool = False,
+) -> go.Figure:
+    """Overlay fp32 and dequantized value histograms on shared bins.
+
+    ``histogram`` holds ``edges`` [B+1], ``fp32_counts`` [B], ``dequant_counts`` [B] and
+    ``clip_range`` (lo, hi); histograms with more than ``MAX_HISTOGRAM_BINS`` bins are merged
+    down. The clip range is drawn as dashed vertical lines named "clip lo" / "clip hi".
+    ``levels`` [L] (the dequantized grid, meant for <= 6 bits) is drawn as a light vertical grid
+    of at most ``MAX_LEVEL_LINES`` lines.
+    """
+    edges = _as_numpy(histogram["edges"], np.float64)
+    fp32_counts = _as_numpy(histogram["fp32_counts"], np.float64)
+    dequant_counts = _as_numpy(histogram["dequant_counts"], np.float64)
+    num_bins = edges.size - 1
+    if (
+        edges.ndim != 1
+        or num_bins < 1
+        or not (fp32_counts.shape == dequant_counts.shape == (num_bins,))
+    ):
+        raise ValueError(
+            "histogram needs edges [B+1] and fp32_counts/dequant_counts [B]; got shapes "
+            f"{edges.shape}, {fp32_counts.shape}, {dequant_counts.shape}"
+        )
+    edges, (fp32_counts, dequant_counts) = _merge_bins(
+        edges, [fp32_counts, dequant_counts], MAX_HISTOGRAM_BINS
+    )
+    centers = (edges[:-1] + edges[1:]) / 2
+    widths = np.diff(edges)
+    bin_ranges = np.stack([edges[:-1], edges[1:]], axis=-1)
+    fig = go.Figure()
+    for name, counts, color in (
+        ("fp32", fp32_counts, FP32_COLOR),
+        ("dequantized", dequant_counts, DEQUANT_COLOR),
+    ):
+        fig.add_trace(
+            go.Bar(
+                x=centers,
+                y=counts,
+                width=widths,
+                name=name,
+                marker_color=color,
+                opacity=0.6,
+                customdata=bin_ranges,
+                hovertemplate=(
+                    f"<b>{name}</b><br>bin [%{{customdata[0]:.4g}}, %{{customdata[1]:.4g}})"
+                    "<br>count %{y:,}<extra></extra>"
+                ),
+            )
+        )
+    clip_lo, clip_hi = (float(v) for v in histogram["clip_range"])
+    for name, x in (("clip lo", clip_lo), ("clip hi", clip_hi)):
+        fig.add_vline(
+            x=x,
+            name=name,
+            showlegend=True,
+            line={"color": CLIP_COLOR, "dash": "dash", "width": 2},
+            label={
+                "text": f"{name} = {x:.4g}",
+                "textposition": "end",
+                "font": {"size": 11},
+            },
+        )
+    note = ""
+    if levels is not None:
+        note = _add_level_grid(fig, _as_numpy(levels, np.float64).ravel())
+    fig.update_layout(
+        title=title + note,
+        barmode="overlay",
+        bargap=0,
+        hovermode="closest",
+        xaxis_title="value",
+        yaxis_title="count (log scale)" if log_y else "count",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def make_error_heatmap(
+    error: torch.Tensor,
+    title: str,
+    row_label: str,
+    col_label: str,
+    reduce: str = "mean",
+) -> go.Figure:
+    """Heatmap of ``|error|`` [R, C], block-aggregated to at most 256 x 256 cells.
+
+    Axes are in original index units (each cell sits at its block's first row/column); the
+    colour bar says how cells were aggregated, e.g. "mean |error| per 3×3 block".
+    """
+    reduced, row_block, col_block = block_reduce(error, MAX_HEATMAP_SIDE, reduce)
+    shape = tuple(torch.as_tensor(error).shape)
+    return make_block_heatmap(
+        reduced, row_block, col_block, shape, title, row_label, col_label, reduce
+    )
+
+
+def make_block_heatmap(
+    reduced: torch.Tensor,
+    row_block: int,
+    col_block: int,
+    shape: tuple[int, int],
+    title: str,
+    row_label: str,
+    col_label: str,
+    reduce: str = "mean",
+) -> go.Figure:
+    """Heatmap of an already block-reduced ``|error|`` map (see `block_reduce`).
+
+    ``reduced`` [ceil(R/row_block), ceil(C/col_block)] came from a ``shape`` = (R, C) matrix;
+    callers that keep only the reduced map (not the full error) draw it with this.
+    """
+    aggregated = row_block > 1 or col_block > 1
+    value_label = f"{reduce} |error| per {row_block}×{col_block} block" if aggregated else "|error|"
+    row_starts = np.arange(reduced.shape[0]) * row_block
+    col_starts = np.arange(reduced.shape[1]) * col_block
+    if aggregated:
+        where = f"{row_label} %{{y}}…+{row_block - 1}<br>{col_label} %{{x}}…+{col_block - 1}"
+    else:
+        where = f"{row_label} %{{y}}<br>{col_label} %{{x}}"
+    fig = go.Figure(
+        go.Heatmap(
+            z=_as_numpy(reduced, np.float32),
+            x=col_starts,
+            y=row_starts,
+            colorscale="Viridis",
+            colorbar={"title": {"text": value_label, "side": "right"}},
+            hovertemplate=f"{where}<br>{value_label}: %{{z:.4g}}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{title}: {value_label} ({shape[0]}×{shape[1]})",
+        xaxis_title=col_label,
+        yaxis_title=row_label,
+    )
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def make_per_channel_figure(
+    per_channel_qsnr: torch.Tensor,
+    clip_lo: torch.Tensor | None,
+    clip_hi: torch.Tensor | None,
+    title: str,
+) -> go.Figure:
+    """Per-channel QSNR [C] (dB, top row) and clip range ``clip_lo``/``clip_hi`` [C] (bottom row).
+
+    +inf QSNR (a lossless channel) is drawn at a display cap above the finite values and said so
+    in the hover. Over ``MAX_CHANNEL_POINTS`` channels, consecutive channels are grouped in
+    blocks and each block shows its min/max (worst/best QSNR, widest clip range).
+    """
+    qsnr = _as_numpy(per_channel_qsnr, np.float64).ravel()
+    if qsnr.size == 0:
+        raise ValueError("per_channel_qsnr must have at least one channel")
+    if (clip_lo is None) != (clip_hi is None):
+        raise ValueError("pass both clip_lo and clip_hi, or neither")
+    has_clip = clip_lo is not None
+    if has_clip:
+        clip_lo = _as_numpy(clip_lo, np.float64).ravel()
+        clip_hi = _as_numpy(clip_hi, np.float64).ravel()
+        if clip_lo.shape != qsnr.shape or clip_hi.shape != qsnr.shape:
+            raise ValueError(
+                f"clip_lo {clip_lo.shape} and clip_hi {clip_hi.shape} must match "
+                f"per_channel_qsnr {qsnr.shape}"
+            )
+    block = math.ceil(qsnr.size / MAX_CHANNEL_POINTS)
+    starts = np.arange(0, qsnr.size, block)
+    lossless = _block_reduce_1d(np.isposinf(qsnr).astype(np.float64), block, np.fmax) > 0
+    finite = qsnr[np.isfinite(qsnr)]
+    cap = finite.max() + INF_QSNR_MARGIN_DB if finite.size else ALL_LOSSLESS_DISPLAY_DB
+    floor = min(finite.min(), 0.0) - INF_QSNR_MARGIN_DB if finite.size else 0.0
+    shown = np.clip(qsnr, floor, cap)
+    where = "channel %{x}" if block == 1 else f"channels %{{x}}…+{block - 1}"
+    rows = 2 if has_clip else 1
+    fig = make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("QSNR per channel", "clip range per channel")[:rows],
+    )
+    if block == 1:
+        fig.add_trace(_line(starts, shown, "QSNR", where, " dB"), row=1, col=1)
+    else:
+        best = _block_reduce_1d(shown, block, np.fmax)
+        worst = _block_reduce_1d(shown, block, np.fmin)
+        fig.add_trace(_line(starts, best, "best QSNR", where, " dB", line_dash="dot"), 1, 1)
+        fig.add_trace(_line(starts, worst, "worst QSNR", where, " dB", fill="tonexty"), 1, 1)
+    if lossless.any():
+        fig.add_trace(
+            go.Scatter(
+                x=starts[lossless],
+                y=np.full(int(lossless.sum()), cap),
+                mode="markers",
+                name=f"lossless (+inf dB, drawn at {cap:.1f})",
+                marker={"symbol": "triangle-up", "size": 8, "color": "#2ca02c"},
+                hovertemplate=f"{where}<br>QSNR +inf dB (lossless), drawn at {cap:.1f} dB"
+                "<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    fig.update_yaxes(title_text="QSNR (dB)", row=1, col=1)
+    if has_clip:
+        high = _block_reduce_1d(clip_hi, block, np.fmax)
+        low = _block_reduce_1d(clip_lo, block, np.fmin)
+        fig.add_trace(_line(starts, high, "clip hi", where, line_color=CLIP_COLOR), 2, 1)
+        fig.add_trace(
+            _line(starts, low, "clip lo", where, line_color=CLIP_COLOR, fill="tonexty"),
+            2,
+            1,
+        )
+        fig.update_yaxes(title_text="clip value", row=2, col=1)
+    fig.update_xaxes(title_text="channel", row=rows, col=1)
+    grouping = f" ({qsnr.size} channels, min/max per block of {block})" if block > 1 else ""
+    fig.update_layout(title=title + grouping, hovermode="closest", height=300 + 200 * rows)
+    return fig
+
+
+def make_timing_figure(time_ms: Mapping[str, Mapping[str, float]]) -> go.Figure:
+    """Horizontal stacked bars of time per stage (ms), one bar per tensor: tensor -> stage -> ms."""
+    tensors = list(time_ms)
+    stages = list(dict.fromkeys(stage for tensor in tensors for stage in time_ms[tensor]))
+    fig = go.Figure()
+    for stage in stages:
+        durations = [time_ms[tensor].get(stage) for tensor in tensors]
+        fig.add_trace(
+            go.Bar(
+                y=tensors,
+                x=[np.nan if d is None else float(d) for d in durations],
+                name=stage,
+                orientation="h",
+                hovertemplate=f"%{{y}} / {stage}: %{{x:.3f}} ms<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title="Time per stage" if tensors else "Time per stage (no timing data)",
+        barmode="stack",
+        xaxis_title="time (ms)",
+        yaxis_title="tensor",
+        height=200 + 60 * max(1, len(tensors)),
+    )
+    return fig
+
+
+def make_memory_figure(memory: Mapping[str, Mapping[str, float]]) -> go.Figure:
+    """Grouped bars per tensor: fp32 bytes vs packed quantized bytes vs quantization-param bytes.
+
+    Each ``memory[tensor]`` holds ``fp32_bytes``, ``quantized_bytes``, ``qparam_bytes`` and
+    ``compression_ratio``; the ratio is printed on the quantized bar.
+    """
+    tensors = list(memory)
+    ratios = [float(memory[t].get("compression_ratio", math.nan)) for t in tensors]
+    fig = go.Figure()
+    for key, name, color in (
+        ("fp32_bytes", "fp32", FP32_COLOR),
+        ("quantized_bytes", "quantized (packed)", DEQUANT_COLOR),
+        ("qparam_bytes", "scales + zero points", "#7f7f7f"),
+    ):
+        sizes = [int(memory[t][key]) for t in tensors]
+        text = [f"{r:.2f}×" for r in ratios] if key == "quantized_bytes" else None
+        fig.add_trace(
+            go.Bar(
+                x=tensors,
+                y=sizes,
+                name=name,
+                marker_color=color,
+                text=text,
+                textposition="outside",
+                customdata=ratios,
+                hovertemplate=f"%{{x}} {name}: %{{y:,}} bytes"
+                "<br>compression %{customdata:.2f}×<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title="Memory: fp32 vs quantized" + ("" if tensors else " (no memory data)"),
+        barmode="group",
+        xaxis_title="tensor",
+        yaxis_title="bytes",
+    )
+    fig.update_yaxes(tickformat="~s")
+    return fig
+
+
+def figure_payload_bytes(fig: go.Figure) -> int:
+    """Size in bytes of the figure's JSON, i.e. what the browser receives."""
+    return len(fig.to_json().encode("utf-8"))
+
+
+def _add_level_grid(fig: go.Figure, levels: np.ndarray) -> str:
+    """Draw up to ``MAX_LEVEL_LINES`` evenly chosen levels as light lines; return a title note."""
+    levels = np.unique(levels[np.isfinite(levels)])
+    drawn = levels
+    if levels.size > MAX_LEVEL_LINES:
+        drawn = levels[np.linspace(0, levels.size - 1, MAX_LEVEL_LINES).round().astype(int)]
+    # One layout update for all lines: add_vline per level costs ~20 ms each.
+    line = {"color": LEVEL_COLOR, "width": 1}
+    lines = [
+        {"type": "line", "name": "quantization level", "layer": "below", "xref": "x",
+         "yref": "y domain", "x0": x, "x1": x, "y0": 0, "y1": 1, "line": line}
+        for x in drawn.tolist()
+    ]
+    fig.update_layout(shapes=[*fig.layout.shapes, *lines])
+    if drawn.size < levels.size:
+        return f" (showing {drawn.size} of {levels.size} quantization levels)"
+    return f" ({levels.size} quantization levels)"
+
+
+def _line(x, y, name: str, where: str, unit: str = "", **style) -> go.Scatter:
+    """A per-channel line trace whose hover reads "<where><br><name>: <y><unit>"."""
+    style.setdefault("line_color", FP32_COLOR)
+    hover = f"{where}<br>{name}: %{{y:.4g}}{unit}<extra></extra>"
+    return go.Scatter(x=x, y=y, name=name, mode="lines", hovertemplate=hover, **style)
+
+
+def _merge_bins(
+    edges: np.ndarray, counts: Sequence[np.ndarray], max_bins: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Merge groups of adjacent bins so there are at most ``max_bins``; counts are summed."""
+    group = math.ceil((edges.size - 1) / max_bins)
+    if group <= 1:
+        return edges, list(counts)
+    merged = [_block_reduce_1d(c, group, np.add, pad_value=0.0) for c in counts]
+    return np.append(edges[:-1:group], edges[-1]), merged
+
+
+def _block_reduce_1d(
+    values: np.ndarray, block: int, ufunc: np.ufunc, pad_value: float | None = None
+) -> np.ndarray:
+    """Reduce consecutive blocks of ``block`` values [N] -> [ceil(N/block)] with ``ufunc``.
+
+    The partial last block is padded with ``pad_value``, or by repeating its last value (which
+    leaves min/max unchanged).
+    """
+    if block == 1:
+        return values
+    missing = -values.size % block
+    if pad_value is None:
+        padded = np.pad(values, (0, missing), mode="edge")
+    else:
+        padded = np.pad(values, (0, missing), constant_values=pad_value)
+    return ufunc.reduce(padded.reshape(-1, block), axis=1)
+
+
+def _as_numpy(values, dtype) -> np.ndarray:
+    """Tensor / array / list -> numpy array of ``dtype`` (detached, on CPU)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+        if values.dtype in (torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2):
+            values = values.float()
+        values = values.numpy()
+    return np.asarray(values, dtype=dtype)

@@ -1,0 +1,281 @@
+"""Pure pipeline: configs + sample data -> everything the explorer draws.
+
+No Streamlit here. `run_pipeline` builds a `QuantLinear` on a layer's `SampleData` (made by
+`explorer.data.sources.make_sample_data`), calibrates it
+(reporting progress through a callback), computes the qparams, runs one quantized forward on a
+held-out evaluation batch and collects small, bounded results: statistics, server-side
+histograms, block-aggregated error maps, per-channel clip ranges and timings. `build_figures`
+turns a `PipelineResult` into Plotly figures. A compare view (several configs on the same data)
+makes the data once and calls `run_pipeline(configs, data)` per config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+
+import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from explorer.core.blocks import MAX_HEATMAP_SIDE, block_reduce
+from explorer.core.figures import (
+    make_block_heatmap,
+    make_histogram_figure,
+    make_memory_figure,
+    make_per_channel_figure,
+    make_timing_figure,
+)
+from quantlib.quant_config import QuantConfig
+from quantlib.quant_linear import QuantLinear
+
+TENSORS = ("weight", "output", "activation")  # the loader's result keys
+TENSOR_TITLES = {"weight": "Weight", "output": "Output", "activation": "Input activation"}
+LEVEL_GRID_MAX_BITS = 6
+LAYER_NAME = "explorer.linear"
+
+ProgressCallback = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """What sample data to build: layer shape, seed, weight/input distributions, batches.
+
+    ``source`` (`explorer.data.sources.SOURCES`) picks synthetic tensors or a real layer:
+    ``model_layer`` of the trained digits MLP (``seed`` is its training seed), the uploaded
+    tensor ``upload_tensor`` of the file with SHA-256 ``upload_weight`` (optional calibration
+    inputs: ``upload_inputs``), or MiniLM's ``minilm_layer``. A real layer fixes the shape.
+    """
+
+    in_features: int = 768
+    out_features: int = 768
+    seed: int = 0
+    weight_source: str = "Kaiming init"
+    input_source: str = "Gaussian"
+    num_batches: int = 8
+    batch_size: int = 256
+    source: str = "synthetic"
+    model_layer: str = "fc1"
+    minilm_layer: str = "encoder.layer.0.attention.self.query"
+    upload_weight: str = ""
+    upload_tensor: str = ""
+    upload_inputs: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SampleData:
+    """A layer's data: ``weight`` [out, in], ``bias`` [out], ``calibration`` (batches
+    [rows, in]) and a held-out ``eval_batch`` [rows, in]; for a real source ``settings``
+    carry the layer's real shape (built by `explorer.data.sources.make_sample_data`)."""
+
+    settings: DataSettings
+    weight: torch.Tensor
+    bias: torch.Tensor
+    calibration: tuple[torch.Tensor, ...]
+    eval_batch: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ErrorMap:
+    """``mean |error|`` over blocks of ``row_block`` x ``col_block`` of a ``shape`` matrix;
+    ``blocks`` is [ceil(R/row_block), ceil(C/col_block)], at most 256 x 256."""
+
+    blocks: torch.Tensor
+    row_block: int
+    col_block: int
+    shape: tuple[int, int]
+    row_label: str
+    col_label: str
+
+
+@dataclass(frozen=True)
+class TensorResult:
+    """One quantized tensor (weight, output or input activation).
+
+    ``scale``/``zero_point`` are [C] (channel_wise) or [1]; ``clip_lo``/``clip_hi`` are the
+    representable range expanded to [C] channels (out for weight/output, in for activation).
+    ``statistics``/``histogram`` are the profiler's (None when ``enable_profiler`` is false);
+    ``levels`` [2**bits] is the dequantized grid of channel ``level_channel`` (the widest), kept
+    only for <= 6 bits.
+    """
+
+    name: str
+    config: QuantConfig
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+    clip_lo: torch.Tensor
+    clip_hi: torch.Tensor
+    statistics: dict | None
+    histogram: dict | None
+    error_map: ErrorMap
+    levels: torch.Tensor | None
+    level_channel: int | None
+    time_ms: dict[str, float]
+    memory: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """Everything the panels draw for one config on one data set; all fields are small."""
+
+    settings: DataSettings
+    tensors: dict[str, TensorResult]
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+def run_pipeline(
+    configs: Mapping[str, QuantConfig | None],
+    data: SampleData,
+    progress: ProgressCallback | None = None,
+    on_layer: Callable[[QuantLinear], None] | None = None,
+) -> PipelineResult:
+    """Build, calibrate, quantize and profile one QuantLinear on ``data``.
+
+    ``configs`` is the loader's ``{'weight', 'output', 'activation'}`` (activation may be None
+    or absent); ``data`` comes from `explorer.data.sources.make_sample_data` (or its cache).
+    ``progress(fraction, text)`` is called as calibration proceeds (fraction in [0, 1]).
+    ``on_layer(layer)`` gets the calibrated layer (qparams computed, before the profiled
+    forward), so a caller can keep it instead of calibrating again; do not run it through
+    ``run_pipeline`` again.
+    """
+    report = progress or (lambda fraction, text: None)
+    stage_ms: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stage_ms[stage] = (now - clock) * 1e3
+        clock = now
+
+    settings = data.settings  # a real source's data carries the layer's real shape
+    act_config = configs.get("activation")
+    layer = build_layer(configs, data, report)
+    if on_layer is not None:
+        on_layer(layer)
+    lap("build, calibrate, qparams")
+    with torch.no_grad():
+        layer.keep_fp32_output = True  # the profiler's reference, reused for the error map
+        quantized_output = layer(data.eval_batch)
+        fp32_output = layer.last_fp32_output
+        if fp32_output is None:  # output profiling is off
+            fp32_output = F.linear(data.eval_batch, layer.weight, layer.bias)
+        layer.last_fp32_output = None
+    lap("quantized forward")
+    profiles = layer.get_profiling_results()
+    tensors = {
+        "weight": _tensor_result(
+            "weight", layer.weight_config, layer.weight_quantizer, profiles.get("weight"),
+            layer.dequant_weight - layer.weight, ("output channel", "input feature"),
+            settings.out_features),
+        "output": _tensor_result(
+            "output", layer.out_config, layer.output_quantizer, profiles.get("output"),
+            quantized_output - fp32_output, ("eval sample", "output channel"),
+            settings.out_features),
+    }
+    if act_config is not None:
+        with torch.no_grad():
+            input_error = layer.input_quantizer(data.eval_batch) - data.eval_batch
+        tensors["activation"] = _tensor_result(
+            "activation", act_config, layer.input_quantizer, profiles.get("activation"),
+            input_error, ("eval sample", "input feature"), settings.in_features)
+    lap("collect results")
+    report(1.0, "Done")
+    return PipelineResult(settings, tensors, stage_ms)
+
+
+def build_layer(configs: Mapping[str, QuantConfig | None], data: SampleData,
+                progress: ProgressCallback | None = None) -> QuantLinear:
+    """The QuantLinear for ``data``'s weight, calibrated on its batches, with qparams computed
+    and ``mode = "quantized"``; no quantized forward has run yet."""
+    report = progress or (lambda fraction, text: None)
+    settings = data.settings
+    # No random init and no copy: QuantLinear takes its own copy of the weight.
+    linear = nn.utils.skip_init(nn.Linear, settings.in_features, settings.out_features)
+    linear.weight = nn.Parameter(data.weight, requires_grad=False)
+    linear.bias = nn.Parameter(data.bias, requires_grad=False)
+    weight_config = configs["weight"]
+    report(0.0, f"Quantizing the weight ({weight_config.observer_type}, "
+                f"{weight_config.calibration_mode})")
+    layer = QuantLinear(linear, out_config=configs["output"], weight_config=weight_config,
+                        layer_name=LAYER_NAME, act_config=configs.get("activation"))
+    total = len(data.calibration)
+    for index, batch in enumerate(data.calibration):
+        report(index / (total + 1), f"Calibrating batch {index + 1}/{total}")
+        layer.calibration(batch)
+    report(total / (total + 1),
+           f"Computing output qparams ({configs['output'].observer_type}) and evaluating")
+    layer.compute_output_quant_params()
+    layer.mode = "quantized"
+    return layer
+
+
+def build_figures(result: PipelineResult) -> dict[str, go.Figure]:
+    """Plotly figures for a result, keyed ``<tensor>_histogram``, ``<tensor>_error``,
+    ``<tensor>_channels``, ``timing`` and ``memory``. Histograms are skipped for tensors whose
+    profiler is disabled."""
+    figures: dict[str, go.Figure] = {}
+    for name, tensor in result.tensors.items():
+        title = TENSOR_TITLES[name]
+        bits = tensor.config.bit_type.name
+        if tensor.histogram is not None:
+            figures[f"{name}_histogram"] = make_histogram_figure(
+                tensor.histogram, f"{title} values: fp32 vs dequantized ({bits})",
+                levels=tensor.levels, log_y=True)
+        error = tensor.error_map
+        figures[f"{name}_error"] = make_block_heatmap(
+            error.blocks, error.row_block, error.col_block, error.shape,
+            f"{title} quantization error", error.row_label, error.col_label)
+        qsnr = None if tensor.statistics is None else tensor.statistics["per_channel_qsnr"]
+        if qsnr is not None and qsnr.numel() == tensor.clip_lo.numel():
+            figures[f"{name}_channels"] = make_per_channel_figure(
+                qsnr, tensor.clip_lo, tensor.clip_hi, f"{title}: per-channel QSNR and clip range")
+    timing = {TENSOR_TITLES[n]: {_stage_label(stage): ms for stage, ms in t.time_ms.items()}
+              for n, t in result.tensors.items() if t.time_ms}
+    timing["explorer pipeline"] = result.stage_ms
+    figures["timing"] = make_timing_figure(timing)
+    figures["memory"] = make_memory_figure(
+        {TENSOR_TITLES[n]: t.memory for n, t in result.tensors.items() if t.memory})
+    return figures
+
+
+def config_key(configs: Mapping[str, QuantConfig | None]) -> tuple:
+    """A hashable key for a set of configs: their field values (a validated config holds no
+    NaN, so equal values mean equal keys)."""
+    return tuple((name, None if configs.get(name) is None else dataclasses.astuple(configs[name]))
+                 for name in TENSORS)
+
+
+def _tensor_result(name, config, quantizer, profile, error, labels, channels) -> TensorResult:
+    scale, zero_point = quantizer.scale.clone(), quantizer.zero_point.clone()
+    clip_lo, clip_hi = (t.reshape(-1).expand(channels).clone() if t.numel() == 1
+                        else t.reshape(-1).clone() for t in quantizer.clip_range())
+    levels = level_channel = None
+    if config.bit_type.bits <= LEVEL_GRID_MAX_BITS:
+        level_channel = int(scale.argmax())
+        levels = quantizer.levels(level_channel)
+    blocks, row_block, col_block = block_reduce(_as_2d(error), MAX_HEATMAP_SIDE, "mean")
+    error_map = ErrorMap(blocks, row_block, col_block, tuple(_as_2d(error).shape), *labels)
+    profile = profile or {}
+    return TensorResult(
+        name=name, config=config, scale=scale, zero_point=zero_point,
+        clip_lo=clip_lo, clip_hi=clip_hi,
+        statistics=profile.get("statistics"), histogram=profile.get("histogram"),
+        error_map=error_map, levels=levels, level_channel=level_channel,
+        time_ms=dict(profile.get("time", {})), memory=dict(profile.get("memory", {})),
+    )
+
+
+def _stage_label(stage: str) -> str:
+    """``calibration_ms`` -> ``calibration``: the axis already says ms."""
+    return stage.removesuffix("_ms").replace("_", " ")
+
+
+def _as_2d(error: torch.Tensor) -> torch.Tensor:
+    return error.reshape(-1, error.shape[-1]) if error.dim() != 2 else error

@@ -1,0 +1,309 @@
+"""The shared session state: the config editors, presets and sample-data keys, and their callbacks.
+
+Nothing here imports Streamlit: each function takes the session state as a mutable mapping
+(``st.session_state`` in the app, a plain dict in tests).
+
+The YAML text of each section lives in a plain key (`store_key`), the source of truth; the
+editor widget (`text_key`) and the field widgets (`field_key`) mirror it. Widget state is
+dropped by Streamlit when a widget is not drawn in a run (the activation section behind its
+toggle), so `ensure_section_widgets` re-seeds missing widget keys from the stored text.
+
+Sync rules:
+- editing the YAML (`on_text_change`) stores the text and, when it parses, sets the fields;
+- changing a field widget (`on_field_change`) rewrites that field's value in the YAML text,
+  keeping comments and every other line (the field is appended when absent);
+- a preset (`on_preset_change`) or an upload (`on_upload`) replaces all sections.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import MutableMapping
+from dataclasses import fields
+from pathlib import Path
+
+from explorer.core.pipeline import DataSettings
+from explorer.core.yaml_edit import get_field, join_document, set_field, split_document
+from quantlib.config_loader import (
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    load_config_from_string,
+    parse_section,
+    section_to_yaml,
+)
+from quantlib.quant_config import QuantConfig
+
+State = MutableMapping[str, object]
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_PRESET = "attn_config.yaml"
+
+# Editor sections, by their YAML header, and the loader's result key for each.
+SECTIONS = ("weight", "outputs", "activation")
+RESULT_KEYS = {"weight": "weight", "outputs": "output", "activation": "activation"}
+SECTION_TITLES = {"weight": "Weight", "outputs": "Output", "activation": "Input activation"}
+DEFAULT_ACTIVATION_YAML = """\
+calibration_mode: layer_wise
+bit_type:
+  bits: 8
+  signed: true
+  name: int8
+observer_type: MinmaxObserver
+quantization_method: Affine
+enable_profiler: true
+"""
+
+# The common fields that get a widget, and where each lives in a section body.
+FIELD_PATHS = {
+    "observer_type": ("observer_type",),
+    "bits": ("bit_type", "bits"),
+    "signed": ("bit_type", "signed"),
+    "quantization_method": ("quantization_method",),
+    "calibration_mode": ("calibration_mode",),
+    "percentile_alpha": ("percentile_alpha",),
+    "kl_bins": ("kl_bins",),
+}
+_DEFAULT_NAME = re.compile(r"^u?int\d+$")
+
+# Plain keys (not widgets).
+LAST_GOOD = "last_good_result"   # (PipelineResult, figures) of the last valid run
+CONFIG_NOTICE = "config_notice"  # (level, message) from a preset/upload/field callback
+# Widget keys.
+PRESET = "preset"
+UPLOAD = "config_upload"
+DOWNLOAD = "config_download"
+ACT_ENABLED = "activation_enabled"
+DATA_FIELDS = tuple(f.name for f in fields(DataSettings))
+
+TABS = "main_tabs"  # st.tabs: the open tab's label (lazy tabs)
+
+
+def set_data_settings(state: State, settings: DataSettings) -> None:
+    """Move every sample-data widget to ``settings`` (call before the widgets are drawn)."""
+    for name, value in settings.as_dict().items():
+        state[data_key(name)] = value
+
+
+
+
+def load_sections(state: State, bodies: dict[str, str | None], activation_enabled: bool,
+                  settings: DataSettings) -> None:
+    """Load already-validated section texts (a shared link) into the editors and widgets,
+    keeping them verbatim (comments included); a None body keeps that editor's text."""
+    for section in SECTIONS:
+        text = bodies.get(section)
+        if text is None:
+            continue
+        state[store_key(section)] = text
+        state[text_key(section)] = text
+        config = parse_text(text, section)[0]
+        if config is not None:
+            _set_fields(state, section, config)
+    state[ACT_ENABLED] = bool(activation_enabled)
+    set_data_settings(state, settings)
+
+
+
+def keep_last_good(state: State, key: str, fresh):
+    """``(fresh, False)`` after remembering it under ``key``; when ``fresh`` is None (an
+    invalid config) ``(the last good value, True)``: shown, marked stale."""
+    if fresh is None:
+        return state.get(key), True
+    state[key] = fresh
+    return fresh, False
+
+
+def store_key(section: str) -> str:
+    """Plain key holding a section's YAML text (the source of truth)."""
+    return f"yaml_text.{section}"
+
+
+def text_key(section: str) -> str:
+    """Key of a section's YAML editor (text_area)."""
+    return f"{section}.yaml"
+
+
+def field_key(section: str, field: str) -> str:
+    """Key of a section's field widget, e.g. ``weight.bits``."""
+    return f"{section}.{field}"
+
+
+def notice_key(section: str) -> str:
+    """Plain key of a one-off message shown under a section's editor."""
+    return f"notice.{section}"
+
+
+def data_key(field: str) -> str:
+    """Key of a sample-data widget, e.g. ``data.seed``."""
+    return f"data.{field}"
+
+
+def preset_names() -> list[str]:
+    """The preset file names in ``configs/``, the default first."""
+    names = sorted(p.name for p in PRESET_DIR.glob("*.yaml"))
+    return sorted(names, key=lambda name: name != DEFAULT_PRESET)
+
+
+def init_state(state: State) -> None:
+    """Set every key that is missing to its default (the default preset and sample data)."""
+    if store_key("weight") not in state:
+        state[store_key("activation")] = DEFAULT_ACTIVATION_YAML
+        state[ACT_ENABLED] = False
+        state[PRESET] = DEFAULT_PRESET
+        apply_document(state, (PRESET_DIR / DEFAULT_PRESET).read_text(encoding="utf-8"))
+    for name, value in DataSettings().as_dict().items():
+        state.setdefault(data_key(name), value)
+    state.setdefault(LAST_GOOD, None)
+    state.setdefault(CONFIG_NOTICE, None)
+    for section in SECTIONS:
+        state.setdefault(notice_key(section), None)
+    state.setdefault(ACT_ENABLED, False)
+    state.setdefault(PRESET, DEFAULT_PRESET)
+
+
+def enabled_sections(state: State) -> tuple[str, ...]:
+    return SECTIONS if state.get(ACT_ENABLED) else SECTIONS[:2]
+
+
+def ensure_section_widgets(state: State, section: str) -> None:
+    """Re-seed a section's editor and field widgets when Streamlit dropped their state."""
+    if text_key(section) not in state:
+        state[text_key(section)] = state[store_key(section)]
+    if any(field_key(section, f) not in state for f in FIELD_PATHS):
+        config = parse_text(state[store_key(section)], section)[0] or QuantConfig()
+        for field, value in field_values(config).items():
+            state.setdefault(field_key(section, field), value)
+
+
+def data_settings(state: State) -> DataSettings:
+    """The sample-data settings the sidebar widgets hold."""
+    return DataSettings(**{name: state[data_key(name)] for name in DATA_FIELDS})
+
+
+def parse_text(text: str, section: str) -> tuple[QuantConfig | None, ConfigError | None,
+                                                  list[str]]:
+    """Parse one section body -> ``(config or None, error or None, warning messages)``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            config = parse_section(text, section)
+        except ConfigError as err:
+            return None, err, []
+    return config, None, [str(w.message) for w in caught]
+
+
+def field_values(config: QuantConfig) -> dict[str, object]:
+    """The widget values that show ``config``."""
+    return {
+        "observer_type": config.observer_type,
+        "bits": config.bit_type.bits,
+        "signed": config.bit_type.signed,
+        "quantization_method": config.quantization_method,
+        "calibration_mode": config.calibration_mode,
+        "percentile_alpha": config.percentile_alpha,
+        "kl_bins": config.kl_bins,
+    }
+
+
+def document_text(state: State) -> str:
+    """The current YAML document (all enabled sections), as the download button offers it."""
+    bodies = {section: state[store_key(section)] for section in enabled_sections(state)}
+    return join_document(bodies, header="# Exported from the quantization explorer")
+
+
+# --- callbacks ----------------------------------------------------------------------------
+
+
+def on_text_change(state: State, section: str) -> None:
+    """The YAML editor changed: store the text; if it parses, move the widgets to match."""
+    text = state[text_key(section)]
+    state[store_key(section)] = text
+    config = parse_text(text, section)[0]
+    if config is not None:
+        _set_fields(state, section, config)
+
+
+def on_field_change(state: State, section: str, field: str) -> None:
+    """A field widget changed: rewrite that field in the section's YAML text."""
+    text = state[store_key(section)]
+    value = state[field_key(section, field)]
+    if field == "percentile_alpha":
+        value = round(float(value), 8)
+    new_text = set_field(text, FIELD_PATHS[field], value)
+    if new_text is not None and field in ("bits", "signed"):
+        name = get_field(new_text, ("bit_type", "name"))
+        if name is not None and _DEFAULT_NAME.match(name):
+            bits = state[field_key(section, "bits")]
+            signed = state[field_key(section, "signed")]
+            new_text = set_field(new_text, ("bit_type", "name"),
+                                 f"{'int' if signed else 'uint'}{bits}")
+    if new_text is None:
+        state[notice_key(section)] = (f"Could not apply {field} = {value!r} to the "
+                                      f"{section} YAML; fix the YAML error first.")
+        return
+    state[store_key(section)] = new_text
+    state[text_key(section)] = new_text
+
+
+def on_preset_change(state: State) -> None:
+    """The preset picker changed: load that file into every editor."""
+    name = state[PRESET]
+    path = PRESET_DIR / name
+    error = apply_document(state, path.read_text(encoding="utf-8"))
+    state[CONFIG_NOTICE] = (("error", f"Preset {name}: {error}") if error
+                            else ("success", f"Loaded preset {name}."))
+
+
+def on_upload(state: State) -> None:
+    """A YAML file was uploaded: check its size, parse it with the loader, load it."""
+    upload = state.get(UPLOAD)
+    if upload is None:
+        return
+    state[CONFIG_NOTICE] = load_upload(state, upload.name, upload.getvalue())
+
+
+def load_upload(state: State, name: str, data: bytes) -> tuple[str, str]:
+    """Load an uploaded config file's bytes; returns the (level, message) notice."""
+    if len(data) > MAX_CONFIG_BYTES:
+        return ("error", f"{name} is {len(data):,} bytes; a config may be at most "
+                f"{MAX_CONFIG_BYTES:,} bytes.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "error", f"{name} is not UTF-8 text; upload a YAML config file."
+    error = apply_document(state, text)
+    if error:
+        return "error", f"{name}: {error}"
+    return "success", f"Loaded {name}."
+
+
+def apply_document(state: State, text: str) -> str | None:
+    """Validate a whole document with the loader and, if valid, load it into every section.
+
+    Returns the error message (and changes nothing) when the document is invalid.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            configs = load_config_from_string(text)
+    except ConfigError as err:
+        return str(err)
+    bodies = split_document(text)
+    for section in SECTIONS:
+        config = configs[RESULT_KEYS[section]]
+        if config is None:
+            continue
+        body = bodies.get(section)
+        if body is None or parse_text(body, section)[0] != config:
+            body = section_to_yaml(config)  # unusual layout: rebuild from the parsed values
+        state[store_key(section)] = body
+        state[text_key(section)] = body
+        _set_fields(state, section, config)
+    state[ACT_ENABLED] = configs["activation"] is not None
+    return None
+
+
+def _set_fields(state: State, section: str, config: QuantConfig) -> None:
+    for field, value in field_values(config).items():
+        state[field_key(section, field)] = value

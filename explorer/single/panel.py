@@ -1,0 +1,246 @@
+"""The sidebar (presets, sample data), the config editors and the Single layer tab's results.
+
+State keys come from `explorer.core.state`, results from `explorer.single.results`, figures
+from `explorer.core.pipeline.build_figures`. No panel ever lets an exception's traceback reach
+the page: `compute_results` catches, shows a friendly message and logs the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from explorer.core import state as S
+from explorer.core.formatting import CHART_CONFIG, format_config_error, format_metric, format_qsnr
+from explorer.core.panel import run_with_progress
+from explorer.core.pipeline import TENSOR_TITLES, DataSettings, PipelineResult
+from explorer.data import panel as data_panel
+from explorer.data import state as DS
+from explorer.data import synthetic
+from explorer.single import results
+from quantlib.config_loader import MAX_CONFIG_BYTES
+from quantlib.quant_config import CALIBRATION_MODES, OBSERVER_TYPES, QUANTIZATION_METHODS
+
+logger = logging.getLogger("explorer")
+
+EDITOR_HEIGHT = 300
+FIELD_LABELS = {
+    "observer_type": "Observer",
+    "bits": "Bits",
+    "signed": "Signed",
+    "quantization_method": "Method",
+    "calibration_mode": "Granularity",
+    "percentile_alpha": "percentile_alpha",
+    "kl_bins": "kl_bins",
+}
+
+
+# --- sidebar ------------------------------------------------------------------------------
+
+
+def render_sidebar(state) -> DataSettings:
+    """Config presets, upload and download, then the sample-data settings."""
+    with st.sidebar:
+        st.header("Config")
+        st.selectbox("Preset", S.preset_names(), key=S.PRESET, on_change=S.on_preset_change,
+                     args=(state,), help="Load a YAML preset from configs/ into the editors.")
+        st.file_uploader("Upload a YAML config", type=["yaml", "yml"], key=S.UPLOAD,
+                         on_change=S.on_upload, args=(state,), max_upload_size=1,
+                         help=f"At most {MAX_CONFIG_BYTES // 1024} KiB; read with the config "
+                              "loader only.")
+        st.download_button("Download current YAML", data=S.document_text(state),
+                           file_name="quant_config.yaml", mime="application/x-yaml",
+                           key=S.DOWNLOAD, on_click="ignore", width="stretch")
+        notice = state.get(S.CONFIG_NOTICE)
+        if notice:
+            level, message = notice
+            getattr(st, level)(message)
+            state[S.CONFIG_NOTICE] = None
+        st.header("Sample data")
+        shape_fixed = data_panel.render_source(state)  # real layers fix (and show) the shape
+        limits = DS.data_limits()
+        left, right = st.columns(2)
+        for column, name, label in ((left, "in_features", "In features"),
+                                    (right, "out_features", "Out features")):
+            column.number_input(label, *limits[name], step=1, key=S.data_key(name),
+                                disabled=shape_fixed)
+        st.number_input("Seed", *limits["seed"], step=1, key=S.data_key("seed"))
+        st.selectbox("Weight source", synthetic.WEIGHT_SOURCES, key=S.data_key("weight_source"),
+                     disabled=state[S.data_key("source")] != "synthetic")
+        st.selectbox("Calibration input", synthetic.INPUT_SOURCES,
+                     key=S.data_key("input_source"), disabled=data_panel.inputs_fixed(state))
+        left, right = st.columns(2)
+        left.number_input("Batches", *limits["num_batches"], step=1,
+                          key=S.data_key("num_batches"))
+        right.number_input("Batch size", *limits["batch_size"], step=1,
+                           key=S.data_key("batch_size"))
+        settings = S.data_settings(state)
+        st.caption(data_panel.data_caption(settings))
+    return settings
+
+
+# --- editors ------------------------------------------------------------------------------
+
+
+def render_editors(state) -> tuple[dict | None, bool]:
+    """YAML editors (+ field widgets) for each enabled section.
+
+    Returns ``(configs, has_errors)``: configs is the loader's ``{'weight', 'output',
+    'activation'}`` when every enabled section is valid, else None.
+    """
+    st.toggle("Quantize the input activation too (activation section)", key=S.ACT_ENABLED)
+    sections = S.enabled_sections(state)
+    configs: dict = {"activation": None}
+    valid = True
+    for section, column in zip(sections, st.columns(len(sections))):
+        with column:
+            config = render_section_editor(state, section)
+        valid = valid and config is not None
+        configs[S.RESULT_KEYS[section]] = config
+    return (configs if valid else None), not valid
+
+
+def render_section_editor(state, section: str):
+    """One section: its YAML text area, its field widgets and any inline error."""
+    S.ensure_section_widgets(state, section)
+    title = S.SECTION_TITLES[section]
+    st.subheader(f"{title} (`{section}:`)")
+    text_col, widget_col = st.columns([3, 2])
+    with text_col:
+        st.text_area(f"{section} YAML", key=S.text_key(section), height=EDITOR_HEIGHT,
+                     on_change=S.on_text_change, args=(state, section),
+                     help="The body of the section (no header). Press Ctrl+Enter or click "
+                          "outside to apply.")
+    config, error, warnings = S.parse_text(state[S.store_key(section)], section)
+    with widget_col:
+        _render_field_widgets(state, section)
+    notice = state.get(S.notice_key(section))
+    if notice:
+        st.warning(notice, icon="⚠️")
+        state[S.notice_key(section)] = None
+    if error is not None:
+        st.error(f"{title} config error — {format_config_error(error)}", icon="🚫")
+    for message in warnings:
+        st.warning(message, icon="⚠️")
+    return config
+
+
+def _render_field_widgets(state, section: str) -> None:
+    def key(field: str) -> str:
+        return S.field_key(section, field)
+
+    def common(field: str) -> dict:
+        return {"key": key(field), "on_change": S.on_field_change,
+                "args": (state, section, field)}
+
+    st.selectbox(FIELD_LABELS["observer_type"], OBSERVER_TYPES, **common("observer_type"))
+    st.number_input(FIELD_LABELS["bits"], min_value=2, max_value=16, step=1, **common("bits"))
+    st.toggle(FIELD_LABELS["signed"], **common("signed"))
+    st.selectbox(FIELD_LABELS["quantization_method"], QUANTIZATION_METHODS,
+                 help="Uniform = symmetric, Affine = asymmetric",
+                 **common("quantization_method"))
+    st.selectbox(FIELD_LABELS["calibration_mode"], CALIBRATION_MODES,
+                 **common("calibration_mode"))
+    observer = state[key("observer_type")]
+    st.number_input(FIELD_LABELS["percentile_alpha"], min_value=0.5, max_value=1.0,
+                    step=0.0001, format="%.6f", disabled=observer != "PercentileObserver",
+                    help="Used by PercentileObserver", **common("percentile_alpha"))
+    st.number_input(FIELD_LABELS["kl_bins"], min_value=16, max_value=65536, step=128,
+                    disabled=observer != "KLObserver", help="Used by KLObserver",
+                    **common("kl_bins"))
+
+
+# --- compute ------------------------------------------------------------------------------
+
+
+def compute_results(configs: dict, settings: DataSettings):
+    """Cached result + figures for ``configs`` on ``settings``, with a progress bar while
+    calibrating. Returns None (after showing a friendly error) when the run fails."""
+    uploads = DS.session_uploads(st.session_state)
+    hit = results.lookup_result(configs, settings, uploads)
+    if hit is not None:
+        return hit
+    return run_with_progress(
+        "Calibrating…",
+        lambda progress: results.cached_result(configs, settings, uploads, progress),
+        "explorer pipeline",
+        failed="Something went wrong while quantizing; the details are in the server log. "
+               "The last good results are shown below.",
+        rejected=lambda err: f"Could not quantize with these settings: {err}")
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+def render_results(computed, stale: bool, has_errors: bool) -> None:
+    """Metric cards and every figure of ``computed`` = (result, figures); a banner first when
+    they are stale (from the last valid config). Drawing failures are logged, not shown."""
+    if computed is None:
+        st.info("No results yet: fix the config above to run the first calibration.")
+        return
+    if stale:
+        reason = ("the current config has errors (see above)" if has_errors
+                  else "the current settings could not be run")
+        st.warning(f"**Stale results:** {reason}. The plots below are from the last valid "
+                   "config; your edits are kept.", icon="⏸️")
+    result, figures = computed
+    try:
+        render_metric_cards(result)
+        render_figures(result, figures)
+    except Exception:  # noqa: BLE001 - the page must never show a traceback
+        logger.exception("drawing the results failed")
+        st.error("Some results could not be drawn; the details are in the server log.",
+                 icon="🚫")
+
+
+def render_metric_cards(result: PipelineResult) -> None:
+    """One row of metric cards per tensor: QSNR, MSE, cosine, clip %, compression."""
+    for name, tensor in result.tensors.items():
+        stats = tensor.statistics or {}
+        title = TENSOR_TITLES[name]
+        cards = [
+            (f"{title} QSNR", format_qsnr(stats.get("qsnr")),
+             "10·log10(Σx² / Σ(x − x̂)²) over the evaluation data"),
+            (f"{title} MSE", format_metric("mse", stats.get("mse")), None),
+            (f"{title} cosine", format_metric("cosine_similarity",
+                                              stats.get("cosine_similarity")), None),
+            (f"{title} clipped", format_metric("clip_fraction", stats.get("clip_fraction")),
+             "share of values clamped beyond the clip range (by more than half a step)"),
+            (f"{title} compression", format_metric(
+                "compression_ratio", tensor.memory.get("compression_ratio")),
+             "fp32 bytes / (packed codes + qparams)"),
+        ]
+        for column, (label, value, help_text) in zip(st.columns(len(cards)), cards):
+            column.metric(label, value, help=help_text)
+        if tensor.statistics is None:
+            st.caption(f"{title}: profiling is off (`enable_profiler: false`).")
+
+
+def render_figures(result: PipelineResult, figures: dict) -> None:
+    """Histograms, error maps, per-channel views and profiling, one row each."""
+    names = list(result.tensors)
+    rows = [
+        ("Histograms", [f"{n}_histogram" for n in names]),
+        ("Error maps", [f"{n}_error" for n in names]),
+        ("Per channel: QSNR and clip range", [f"{n}_channels" for n in names]),
+        ("Profiling", ["timing", "memory"]),
+    ]
+    for heading, keys in rows:
+        keys = [k for k in keys if k in figures]
+        if not keys:
+            continue
+        st.subheader(heading)
+        for column, key in zip(st.columns(len(keys)), keys):
+            with column:
+                st.plotly_chart(figures[key], key=f"chart.{key}", config=CHART_CONFIG,
+                                width="stretch")
+                if key.endswith("_histogram"):
+                    _level_caption(result, key.removesuffix("_histogram"))
+
+
+def _level_caption(result: PipelineResult, name: str) -> None:
+    tensor = result.tensors[name]
+    if tensor.levels is not None and tensor.scale.numel() > 1:
+        st.caption(f"Grey lines: the quantization grid of channel {tensor.level_channel} "
+                   "(the widest); each channel has its own scale.")
