@@ -14,15 +14,20 @@ from explorer.model.state import init_model_state
 from explorer.share import panel as share_panel
 from explorer.share.state import init_share_state
 from explorer.single import panel as single_panel
+from explorer.single.state import init_single_state
 from explorer.teach import panel as teach_panel
 from explorer.teach.state import init_teach_state
 
+PAGE_STYLE = '<style>[data-testid="stMainBlockContainer"] {padding-top: 2rem;}</style>'
+
 st.set_page_config(page_title="Quantization Explorer", page_icon="🔢", layout="wide")
-for init in (S.init_state, init_data_state, init_model_state, init_teach_state, init_share_state):
+for init in (S.init_state, init_data_state, init_single_state, init_model_state,
+             init_teach_state, init_share_state):
     init(st.session_state)  # each feature's keys and defaults
 share_panel.load_link_once(st.session_state)  # a ?s= link, before any widget
 
 settings = single_panel.render_sidebar(st.session_state)
+st.markdown(PAGE_STYLE, unsafe_allow_html=True)  # a static stylesheet: tighter top margin
 st.title("Quantization Explorer")
 st.caption("Edit the YAML or the widgets; every valid edit rebuilds the QuantLinear, "
            "recalibrates it on the sample data and redraws.")
@@ -32,6 +37,7 @@ share_panel.render_link_notice(st.session_state)
 (single_layer_tab, whole_model_tab, compare_tab, teach_tab) = st.tabs(
     ["Single layer", "Whole model", "Compare", "Teach"], key=S.TABS, on_change="rerun")
 with single_layer_tab:
+    single_panel.render_start_here(st.session_state)
     configs, has_errors = single_panel.render_editors(st.session_state)
     computed, stale = S.keep_last_good(
         st.session_state, S.LAST_GOOD,

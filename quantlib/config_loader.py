@@ -16,6 +16,7 @@ Only plain YAML is read (`yaml.SafeLoader`, no aliases, no duplicate keys, size-
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import stat
 import warnings
@@ -59,9 +60,18 @@ def load_config_from_yaml(path: str | Path) -> dict[str, QuantConfig | None]:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # a FIFO or /dev/zero would block or never end
             raise ConfigError(f"cannot read config file {str(path)!r}: not a regular file")
+        if info.st_size == 0:  # empty, or a /proc file such as /proc/kmsg (blocks when read)
+            raise ConfigError(f"the document is empty; expected the sections weight and "
+                              f"outputs ({str(path)!r} has a size of 0: an empty file, or a "
+                              "special file such as /proc/kmsg, which is not read)")
         if info.st_size > MAX_CONFIG_BYTES:
             raise ConfigError(_too_big(info.st_size))
-        with path.open("rb") as file:
+        # Non-blocking, and checked again on the open file: a FIFO swapped in after stat()
+        # cannot hang the read.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ConfigError(f"cannot read config file {str(path)!r}: not a regular file")
             data = file.read(MAX_CONFIG_BYTES + 1)  # the file may grow after stat()
     except OSError as err:
         raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
@@ -83,6 +93,13 @@ def load_config_from_string(text: str | bytes) -> dict[str, QuantConfig | None]:
             f"(optionally) activation; got a {_kind(tree)}",
             line=lines.get(""),
         )
+    if not any(_SECTION_ALIASES.get(key, key) in SECTIONS for key in tree):
+        # Not a config at all (a .env file, a YAML of something else): say so without
+        # echoing its keys, which may be anything (a token on the file's first line).
+        raise ConfigError(
+            f"this is not a quantization config: it has none of the sections "
+            f"{', '.join(SECTIONS)} (or output) at the top level",
+            line=lines.get(next(iter(tree)), None) if tree else None)
     sections: dict[str, object] = {}
     for key, value in tree.items():
         name = _SECTION_ALIASES.get(key, key)
@@ -90,7 +107,7 @@ def load_config_from_string(text: str | bytes) -> dict[str, QuantConfig | None]:
             raise ConfigError(
                 f"unknown section{_suggest(key, SECTIONS)}; "
                 f"valid sections: {', '.join(SECTIONS)} (or output)",
-                str(key),
+                _short(str(key)),
                 lines.get(str(key)),
             )
         if name in sections:
@@ -248,6 +265,10 @@ def _construct_scalar(loader: yaml.SafeLoader, node: yaml.Node, path: str) -> ob
     datetime), ``!!bool x`` (KeyError), ``!!timestamp x`` (AttributeError), ``0x_`` and
     integers past ``sys.get_int_max_str_digits()`` (ValueError).
     """
+    if node.tag in _NUMBER_TAGS and isinstance(node.value, str):
+        reason = _yaml11_number_form(node.value, node.tag)
+        if reason is not None:
+            return _Unreadable(node.value, reason)
     try:
         return loader.construct_object(node, deep=True)
     except (ConfigError, yaml.YAMLError, RecursionError):
@@ -257,6 +278,28 @@ def _construct_scalar(loader: yaml.SafeLoader, node: yaml.Node, path: str) -> ob
         too_long = "digits" in str(err)
         reason = "too many digits" if too_long else f"not a valid {kind}"
         return _Unreadable(node.value if isinstance(node.value, str) else "", reason)
+
+
+_NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+_OCTAL = re.compile(r"^[-+]?0[0-9_]+$")
+
+
+def _yaml11_number_form(text: str, tag: str) -> str | None:
+    """Why a number in a YAML 1.1-only form is refused, or None.
+
+    PyYAML follows YAML 1.1, where ``016`` is octal (14) and ``1:0:0`` is base 60 (3600);
+    YAML 1.2 and every other reader see 16 and a string. Such values would change silently,
+    so they are refused. Explicit forms (``0x10``, ``0b11``, ``1_000``) mean what they say."""
+    text = text.strip()
+    if ":" in text:
+        return "a YAML 1.1 base-60 number; write it as a plain decimal"
+    if tag.endswith(":int") and _OCTAL.match(text):
+        return "a YAML 1.1 octal number; write it without leading zeros"
+    return None
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
 def _decode(data: bytes) -> str:
@@ -331,7 +374,8 @@ def _build_bit_type(body: object, path: str, lines: dict[str, int]) -> BitType:
 
 def _suggest(key: object, choices: tuple[str, ...]) -> str:
     close = difflib.get_close_matches(str(key), choices, n=1)
-    return f" {key!r} (did you mean {close[0]!r}?)" if close else f" {key!r}"
+    shown = _short(str(key)) if isinstance(key, str) else key
+    return f" {shown!r} (did you mean {close[0]!r}?)" if close else f" {shown!r}"
 
 
 def _kind(value: object) -> str:

@@ -14,6 +14,14 @@ MAX_HISTOGRAM_BINS = 512
 # "Clipped" means beyond the representable range by over half a step (with float slack), so
 # values at the range's edge, which round onto the last code, do not count.
 HALF_STEP = 0.5 * (1 + 1e-5)
+# Float32 sums of squares stay exact to rounding while the largest |value| lies in
+# [2**-SAFE_EXPONENT, 2**SAFE_EXPONENT]; beyond, the tensor is scaled by a power of two first
+# (at most 2**MAX_SHIFT either way, so the factor itself is a normal float32).
+SAFE_EXPONENT = 40
+MAX_SHIFT = 126
+# A channel's float32 row norm below this (its sum of squares below 2**-100) is recomputed in
+# float64: denormal squares lose digits and underflowed ones vanish.
+TINY_NORM = 2.0**-50
 
 
 def qsnr_db(signal: float, noise: float) -> float:
@@ -59,7 +67,8 @@ class QuantProfiler:
 
     def reset(self) -> None:
         """Drop the accumulated statistics and histogram (times and memory stay)."""
-        self._sums = {k: 0.0 for k in ("signal", "noise", "abs_error", "cross", "quant_energy")}
+        self._sums = {k: 0.0 for k in ("signal", "noise", "abs_error", "cross", "quant_energy",
+                                        "ref_energy")}
         self._count = 0
         self._clipped = 0
         self._max_abs_error = 0.0
@@ -98,31 +107,35 @@ class QuantProfiler:
                 "quantized tensor"
             raise ValueError(f"{self.name}: the {what} contains NaN/Inf values (float32 "
                              "overflow?); the profiler needs finite values")
-        # Squares of |x| > 1.8e19 overflow float32: scale such tensors by a power of two
-        # (exact) and undo it on the float64 sums. Sums run in float32 (cascade summation)
-        # per channel, then accumulate in float64: no float64 copy of the tensor.
+        # Sums of squares overflow float32 past |x| ~ 1.8e19 and underflow below ~1e-19, so
+        # a tensor whose largest |value| leaves [2**-40, 2**40] is scaled by a power of two
+        # (exact) to bring it near 1, and the float64 sums undo it. Sums run in float32
+        # (cascade summation), then accumulate in float64: no float64 copy of the tensor.
         amax = max(abs(v) for v in extremes)
-        factor = 2.0 ** -(math.frexp(amax)[1] - 60) if amax > 2.0**60 else 1.0
-        if factor != 1.0:
-            ref, deq = ref * factor, deq * factor
-        err = deq - ref
-        unscale2 = 1.0 / (factor * factor)
-        channel_signal = (ref * ref).sum(dim=1).double() * unscale2
-        channel_noise = (err * err).sum(dim=1).double() * unscale2
-        ref_flat, deq_flat, err_flat = ref.reshape(-1), deq.reshape(-1), err.reshape(-1)
-        stats = torch.stack([torch.dot(ref_flat, deq_flat), torch.dot(deq_flat, deq_flat),
+        exponent = math.frexp(amax)[1]  # amax in [2**(exponent-1), 2**exponent)
+        factor = 1.0
+        if amax > 0.0 and abs(exponent) > SAFE_EXPONENT:
+            factor = 2.0 ** max(-MAX_SHIFT, min(MAX_SHIFT, -exponent))
+        ref_s, deq_s = (ref, deq) if factor == 1.0 else (ref * factor, deq * factor)
+        err = deq_s - ref_s
+        ref_flat, deq_flat, err_flat = ref_s.reshape(-1), deq_s.reshape(-1), err.reshape(-1)
+        stats = torch.stack([torch.dot(ref_flat, ref_flat), torch.dot(ref_flat, deq_flat),
+                             torch.dot(deq_flat, deq_flat),
                              torch.linalg.vector_norm(err_flat, ord=1),
                              torch.linalg.vector_norm(err_flat, ord=math.inf)]).double().tolist()
-        sums = (float(channel_signal.sum()), float(channel_noise.sum()),
-                stats[2] / factor, stats[0] * unscale2, stats[1] * unscale2)
+        unscale2 = 1.0 / (factor * factor)
+        channel_signal, channel_noise = self._channel_sums(ref, deq, ref_s, err, unscale2,
+                                                           stats[4] > 0.0)
+        sums = (float(channel_signal.sum()), float(channel_noise.sum()), stats[3] / factor,
+                stats[1] * unscale2, stats[2] * unscale2, stats[0] * unscale2)
         for key, value in zip(self._sums, sums):
             self._sums[key] += value
-        self._max_abs_error = max(self._max_abs_error, stats[3] / factor)
+        self._max_abs_error = max(self._max_abs_error, stats[4] / factor)
         lo, hi = clip_lo.float().reshape(-1, 1), clip_hi.float().reshape(-1, 1)
         step = torch.zeros_like(lo) if scale is None else scale.float().reshape(-1, 1)
         if lo.shape[0] not in (1, ref.shape[0]):  # per-tensor range but other channel axis
             lo, hi, step = lo.min().reshape(1, 1), hi.max().reshape(1, 1), step.max().reshape(1, 1)
-        clipped = beyond_half_step(ref, lo * factor, hi * factor, step * factor)
+        clipped = beyond_half_step(ref, lo, hi, step)
         self._clipped += int(torch.count_nonzero(clipped))
         self._count += ref.numel()
         if self._channel_signal is None or self._channel_signal.shape != channel_signal.shape:
@@ -130,7 +143,32 @@ class QuantProfiler:
         else:
             self._channel_signal = self._channel_signal + channel_signal
             self._channel_noise = self._channel_noise + channel_noise
-        self._update_histogram(ref, deq, factor, extremes, float(lo.min()), float(hi.max()))
+        if factor > 1.0:  # tiny values: the histogram bins them unscaled (its float64 path)
+            ref_s, deq_s, factor = ref, deq, 1.0
+        self._update_histogram(ref_s, deq_s, factor, extremes, float(lo.min()), float(hi.max()))
+
+    @staticmethod
+    def _channel_sums(ref: torch.Tensor, deq: torch.Tensor, ref_s: torch.Tensor,
+                      err: torch.Tensor, unscale2: float,
+                      any_error: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel float64 (sum x^2, sum (x - x_hat)^2), each [C], from the float32 row
+        norms of the scaled ``ref_s``/``err`` [C, N]. A channel whose sum is near float32's
+        underflow (tiny values, or a true zero) is recomputed in float64 from ``ref``/``deq``,
+        so a lossless or all-zero channel is exactly 0 and a tiny one is not."""
+        signal_norm = torch.linalg.vector_norm(ref_s, dim=1)
+        noise_norm = torch.linalg.vector_norm(err, dim=1)
+        channel_signal = signal_norm.double().square() * unscale2
+        channel_noise = noise_norm.double().square() * unscale2
+        small = signal_norm < TINY_NORM
+        if any_error:  # else every error is exactly 0 and so is every noise sum
+            small |= noise_norm < TINY_NORM
+        rows = torch.nonzero(small).reshape(-1)
+        if rows.numel():
+            exact_ref = ref.index_select(0, rows).double()
+            exact_err = deq.index_select(0, rows).double() - exact_ref
+            channel_signal[rows] = exact_ref.square().sum(dim=1)
+            channel_noise[rows] = exact_err.square().sum(dim=1)
+        return channel_signal, channel_noise
 
     def _update_histogram(self, ref: torch.Tensor, deq: torch.Tensor, factor: float,
                           extremes: list[float], lo: float, hi: float) -> None:
@@ -185,11 +223,14 @@ class QuantProfiler:
     def _statistics(self) -> dict:
         s = self._sums
         n = self._count
-        norm = math.sqrt(s["signal"] * s["quant_energy"])
+        # float32 dots (scaled near 1): the three energies come from the same sums, so a
+        # lossless tensor gives exactly 1. Undefined (a zero vector) -> 1 when both are zero,
+        # 0 when only one is.
+        norm = math.sqrt(s["ref_energy"] * s["quant_energy"])  # float64: no over/underflow
         if norm > 0:
-            cosine = s["cross"] / norm
+            cosine = max(-1.0, min(1.0, s["cross"] / norm))
         else:
-            cosine = 1.0 if s["signal"] == s["quant_energy"] else 0.0
+            cosine = 1.0 if s["ref_energy"] == s["quant_energy"] else 0.0
         per_channel = [qsnr_db(a, b) for a, b in zip(self._channel_signal.tolist(),
                                                     self._channel_noise.tolist())]
         return {

@@ -48,6 +48,12 @@ class QuantLinear(nn.Module):
                  weight_config: QuantConfig, layer_name: str = "qlinear",
                  act_config: QuantConfig | None = None) -> None:
         super().__init__()
+        if not isinstance(input_module, nn.Linear):  # e.g. nn.Embedding also has a 2-D weight
+            raise TypeError(f"{layer_name}: input_module must be an nn.Linear, got "
+                            f"{type(input_module).__name__}")
+        if type(input_module).forward is not nn.Linear.forward:
+            raise TypeError(f"{layer_name}: {type(input_module).__name__} overrides forward(); "
+                            "QuantLinear computes F.linear(x, weight, bias) and would ignore it")
         weight = getattr(input_module, "weight", None)
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.numel() == 0:
             raise ValueError(f"{layer_name}: input_module needs a non-empty 2-D weight [out, in] "
@@ -89,9 +95,6 @@ class QuantLinear(nn.Module):
         self.input_profiler = _make_profiler(act_config, f"{layer_name}.input", -1)
         self.enable_profiling = any(p is not None for p in self._profilers().values())
 
-        self.weight_scaler = self.weight_zero = None
-        self.output_scaler = self.output_zero = None
-        self.input_scaler = self.input_zero = None
         self.register_buffer("quant_weight", None)
         self.register_buffer("dequant_weight", None, persistent=False)
         self.quantize_weight()
@@ -109,6 +112,32 @@ class QuantLinear(nn.Module):
                 f"{self.layer_name}: unknown mode {value!r}; use 'fp32' or 'quantized'")
         self._mode = value
 
+    # --- the seed's qparam attributes: the quantizers' buffers, so they follow .to() ------
+
+    @property
+    def weight_scaler(self) -> torch.Tensor | None:
+        return self.weight_quantizer.scale
+
+    @property
+    def weight_zero(self) -> torch.Tensor | None:
+        return self.weight_quantizer.zero_point
+
+    @property
+    def output_scaler(self) -> torch.Tensor | None:
+        return self.output_quantizer.scale
+
+    @property
+    def output_zero(self) -> torch.Tensor | None:
+        return self.output_quantizer.zero_point
+
+    @property
+    def input_scaler(self) -> torch.Tensor | None:
+        return None if self.input_quantizer is None else self.input_quantizer.scale
+
+    @property
+    def input_zero(self) -> torch.Tensor | None:
+        return None if self.input_quantizer is None else self.input_quantizer.zero_point
+
     # --- the seed's steps ------------------------------------------------------------------
 
     def quantize_weight(self) -> None:
@@ -116,9 +145,9 @@ class QuantLinear(nn.Module):
         with torch.no_grad(), self._timed(self.weight_profiler, "observe_ms"):
             self.weight_observer.reset()
             self.weight_observer.update(self.weight)
-            self.weight_scaler, self.weight_zero = self.weight_observer.get_quantization_params()
+            scale, zero = self.weight_observer.get_quantization_params()
         with torch.no_grad(), self._timed(self.weight_profiler, "quantize_ms"):
-            self.weight_quantizer.update_quantization_params(self.weight_scaler, self.weight_zero)
+            self.weight_quantizer.update_quantization_params(scale, zero)
             self.quant_weight = self.weight_quantizer.quant(self.weight)
             self.dequant_weight = self.weight_quantizer.dequantize(self.quant_weight)
         if self.weight_profiler is not None:
@@ -146,12 +175,11 @@ class QuantLinear(nn.Module):
             raise RuntimeError(f"{self.layer_name}: no calibration data yet; call "
                                "layer.calibration(x) on at least one non-empty batch first")
         with self._timed(self.output_profiler, "qparams_ms"):
-            self.output_scaler, self.output_zero = self.output_observer.get_quantization_params()
-            self.output_quantizer.update_quantization_params(self.output_scaler, self.output_zero)
+            self.output_quantizer.update_quantization_params(
+                *self.output_observer.get_quantization_params())
             if self.input_observer is not None:
-                self.input_scaler, self.input_zero = self.input_observer.get_quantization_params()
-                self.input_quantizer.update_quantization_params(self.input_scaler,
-                                                                self.input_zero)
+                self.input_quantizer.update_quantization_params(
+                    *self.input_observer.get_quantization_params())
         return (self.weight_scaler, self.weight_zero), (self.output_scaler, self.output_zero)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -213,7 +241,9 @@ class QuantLinear(nn.Module):
             raise ValueError(f"{self.layer_name}: {what} is on {x.device} but the layer is on "
                              f"{self.weight.device}; move one with .to(device)")
         _check_finite(x, self.layer_name, what)
-        return x.float()
+        # One memory layout: BLAS rounds a transposed or strided input differently, and the
+        # same values must give the same bits whatever their layout.
+        return x.float().contiguous()
 
     @contextmanager
     def _timed(self, profiler: QuantProfiler | None, stage: str):

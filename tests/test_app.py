@@ -17,7 +17,9 @@ from explorer.core import state as S
 from explorer.core.formatting import format_config_error, format_metric, format_qsnr
 from explorer.data import state as DS
 from explorer.model import state as MS
+from explorer.share.panel import markdown_literal
 from explorer.single import results
+from explorer.single import state as SINGLE
 from explorer.teach import state as TS
 from quantlib.config_loader import ConfigError
 from quantlib.quant_config import OBSERVER_TYPES
@@ -72,6 +74,19 @@ def chart_titles(at: AppTest) -> list[str]:
             for chart in at.get("plotly_chart")]
 
 
+def result_titles(at: AppTest) -> list[str]:
+    """The chart titles of every Single layer result view (each drawn only while open)."""
+    opened = (at.session_state[SINGLE.RESULT_VIEW] if SINGLE.RESULT_VIEW in at.session_state  # noqa: SIM401
+              else "Histograms")  # AppTest's session state has no .get
+    titles = []
+    for view in ("Histograms", "Error maps", "Per channel", "Profiling"):
+        at.session_state[SINGLE.RESULT_VIEW] = view
+        titles += chart_titles(at.run())
+    at.session_state[SINGLE.RESULT_VIEW] = opened
+    at.run()
+    return titles
+
+
 def yaml_text(at: AppTest, section: str) -> str:
     return at.text_area(key=S.text_key(section)).value
 
@@ -93,13 +108,26 @@ def is_stale(at: AppTest) -> bool:
 # --- default page ------------------------------------------------------------------------
 
 
-def test_default_page_shows_every_plot_and_metric_without_clicks(app):
+RESULT_VIEW_TITLES = {
+    "Histograms": ("Weight values", "Output values"),
+    "Error maps": ("Weight quantization error", "Output quantization error"),
+    "Per channel": ("Weight: per-channel", "Output: per-channel"),
+    "Profiling": ("Time per stage", "Memory"),
+}
+
+
+def test_default_page_shows_the_histograms_and_metrics_and_each_view_its_plots(app):
+    # Only the open result view is drawn (and sent): the histograms first.
     titles = chart_titles(app)
-    assert len(titles) >= 4
-    for expected in ("Weight values", "Output values", "Weight quantization error",
-                     "Output quantization error", "Weight: per-channel", "Output: per-channel",
-                     "Time per stage", "Memory"):
-        assert any(title.startswith(expected) for title in titles), (expected, titles)
+    assert len(titles) == 2
+    for view, expected_titles in RESULT_VIEW_TITLES.items():
+        app.session_state[SINGLE.RESULT_VIEW] = view
+        titles = chart_titles(app.run())
+        assert len(titles) == len(expected_titles), (view, titles)
+        for expected in expected_titles:
+            assert any(title.startswith(expected) for title in titles), (expected, titles)
+    app.session_state[SINGLE.RESULT_VIEW] = "Histograms"
+    app.run()
     for tensor in ("Weight", "Output"):
         assert FINITE_DB.fullmatch(metric(app, f"{tensor} QSNR"))
         assert metric(app, f"{tensor} compression").endswith("×")
@@ -124,6 +152,20 @@ def test_valid_yaml_edit_of_weight_bits_changes_the_weight_qsnr(app):
     assert float(after.split()[0]) < float(before.split()[0]) - 15  # ~6 dB per bit
     assert app.number_input(key="weight.bits").value == 4  # YAML -> widget
     assert not errors(app) and not is_stale(app)
+
+
+def test_metric_cards_show_what_the_last_edit_changed(app):
+    weight_qsnr = [m for m in app.metric if m.label == "Weight QSNR"][0]
+    assert not weight_qsnr.delta  # nothing to compare with yet
+    before = float(weight_qsnr.value.split()[0])
+    app.number_input(key="weight.bits").set_value(4).run()
+    card = [m for m in app.metric if m.label == "Weight QSNR"][0]
+    after = float(card.value.split()[0])
+    assert card.delta == f"{after - before:+.2f} dB" and after < before - 15
+    output = [m for m in app.metric if m.label == "Output QSNR"][0]
+    assert output.delta is None or output.delta.endswith("dB")
+    app.run()  # a rerun of the same result keeps the same comparison
+    assert [m for m in app.metric if m.label == "Weight QSNR"][0].delta == card.delta
 
 
 @pytest.mark.parametrize(
@@ -226,7 +268,7 @@ def test_every_observer_runs_when_picked_in_its_widget(small_app, section, obser
     assert f"observer_type: {observer}" in yaml_text(small_app, section)
     for tensor in ("Weight", "Output"):
         assert FINITE_DB.fullmatch(metric(small_app, f"{tensor} QSNR"))
-    assert len(chart_titles(small_app)) >= 4
+    assert len(result_titles(small_app)) >= 4
 
 
 # --- presets, upload, activation ----------------------------------------------------------
@@ -265,11 +307,13 @@ def test_upload_loads_a_valid_file_and_rejects_bad_ones(app):
 
 
 def test_activation_toggle_adds_a_section_and_keeps_its_text(app):
-    charts_before = len(chart_titles(app))
+    charts_before = len(result_titles(app))
     app.toggle(key=S.ACT_ENABLED).set_value(True).run()
     assert FINITE_DB.fullmatch(metric(app, "Input activation QSNR"))
-    assert len(chart_titles(app)) > charts_before
-    edited = yaml_text(app, "activation").replace("bits: 8", "bits: 6") + "# mine\n"
+    assert len(result_titles(app)) > charts_before
+    # (name renamed too: since issue 14 a bits edit renames a default-pattern name itself)
+    edited = yaml_text(app, "activation").replace("bits: 8", "bits: 6") \
+        .replace("name: int8", "name: int6") + "# mine\n"
     edit_yaml(app, "activation", edited)
     app.toggle(key=S.ACT_ENABLED).set_value(False).run()
     assert not any(m.label.startswith("Input activation") for m in app.metric)
@@ -287,7 +331,7 @@ def test_sample_data_settings_recompute(app):
     app.selectbox(key=S.data_key("weight_source")).set_value("Outlier channels").run()
     assert metric(app, "Weight QSNR") != qsnr_before
     app.number_input(key=S.data_key("out_features")).set_value(100).run()
-    assert any("(256×100)" in title for title in chart_titles(app))
+    assert any("(256×100)" in title for title in result_titles(app))
     assert not errors(app)
 
 
@@ -377,8 +421,9 @@ def test_trained_digits_source_quantizes_a_real_layer(digits_home, _warm_torch):
     assert not at.exception and not errors(at)
     assert (at.number_input(key=S.data_key("in_features")).value,
             at.number_input(key=S.data_key("out_features")).value) == (256, 128)
-    assert any("(128×256)" in title for title in chart_titles(at))  # the weight's error map
-    assert any("(360×128)" in title for title in chart_titles(at))  # 360 held-out rows
+    titles = result_titles(at)
+    assert any("(128×256)" in title for title in titles)  # the weight's error map
+    assert any("(360×128)" in title for title in titles)  # 360 held-out rows
     for tensor in ("Weight", "Output"):
         assert FINITE_DB.fullmatch(metric(at, f"{tensor} QSNR"))
     assert any("real inputs of fc2" in c.value for c in at.caption)
@@ -413,7 +458,8 @@ def test_whole_model_tab_shows_accuracy_table_and_charts(digits_home, _warm_torc
     assert list(compare["config"]) == ["current config", "Compare: W3", "Preset: w4_omse.yaml",
                                        "Preset: w8_kl.yaml"]
     assert compare["quantized (%)"][1] < compare["quantized (%)"][0]  # 3 bits hurt
-    assert compare["settings"][1].startswith("weight: int3")
+    # The settings are listed under the table (issue 14: the column was cut off at 1400 px).
+    assert any("**Compare: W3**: weight: int3" in m.value for m in at.markdown)
     assert any(t.startswith("Whole-model top-1 accuracy per config") for t in chart_titles(at))
     # An invalid config keeps the last good whole-model result, marked stale.
     at.session_state[S.TABS] = "Single layer"
@@ -434,7 +480,7 @@ def test_tensor_upload_quantizes_it_and_a_corrupt_file_keeps_the_app_working(_wa
     weight = np.random.default_rng(0).standard_normal((48, 80)).astype(np.float32)
     at.file_uploader(key=DS.UPLOAD_WEIGHT_FILE).set_value(npy_upload("w.npy", weight)).run()
     assert not at.exception and not errors(at) and not is_stale(at)
-    assert any("(48×80)" in title for title in chart_titles(at))
+    assert any("(48×80)" in title for title in result_titles(at))
     assert FINITE_DB.fullmatch(metric(at, "Weight QSNR"))
     charts, qsnr = chart_titles(at), metric(at, "Weight QSNR")
     for name, data in (("bad.npy", b"\x93NUMPY\x01\x00garbage"),
@@ -445,17 +491,19 @@ def test_tensor_upload_quantizes_it_and_a_corrupt_file_keeps_the_app_working(_wa
             (name, data, "application/octet-stream")).run()
         assert not at.exception
         (message,) = errors(at)
-        assert name in message and "previous data stays in use" in message
+        assert markdown_literal(name) in message and "previous data stays in use" in message
         assert chart_titles(at) == charts and metric(at, "Weight QSNR") == qsnr
         assert not is_stale(at)
     # Calibration inputs of the wrong width are refused next to their uploader.
     at.file_uploader(key=DS.UPLOAD_INPUT_FILE).set_value(
         npy_upload("x.npy", np.ones((10, 81), np.float32))).run()
-    assert any("x.npy" in e and "in_features=80" in e for e in errors(at))
+    assert any(markdown_literal("x.npy") in e and markdown_literal("in_features=80") in e
+               for e in errors(at))
     at.file_uploader(key=DS.UPLOAD_INPUT_FILE).set_value(
         npy_upload("x.npy", np.ones((100, 80), np.float32))).run()
     assert not at.exception and not any("x.npy" in e for e in errors(at))
-    assert any("Calibrating on x.npy: 100 rows" in c.value for c in at.caption)
+    assert any(f"Calibrating on {markdown_literal('x.npy')}: 100 rows" in c.value
+               for c in at.caption)
 
 
 # --- compare view -----------------------------------------------------------------------------
@@ -488,12 +536,15 @@ def test_compare_view_end_to_end(small_app):
     at.session_state[S.TABS] = "Compare"
     at.run()
     assert not at.exception
-    # First visit: two copies (A, B) of the current config, so nothing differs.
+    # First visit: A = the current config, B = A with other observers (issue 14: identical
+    # copies hid A under B on every chart), and the page says so.
     assert [at.text_input(key=CS.compare_key(CS.COMPARE_NAME, i)).value for i in (0, 1)] == \
         ["A", "B"]
     document = at.text_area(key=CS.compare_key(CS.COMPARE_YAML, 0)).value
     assert "weight:" in document and "outputs:" in document
-    assert any("identical" in s.value for s in at.success)
+    assert any("B starts as A with other observers" in i.value for i in at.info)
+    assert list(compare_table(at, "compare.diff").index) == ["weight.observer_type",
+                                                            "outputs.observer_type"]
     assert set(compare_charts(at)) == COMPARE_CHARTS
 
     at.button(key=CS.COMPARE_CLASSIC).click().run()
@@ -722,3 +773,122 @@ def test_export_buttons_follow_the_results_on_screen(small_app):
     shown = {button.key for button in small_app.sidebar.get("download_button")}
     assert not keys & shown
     assert any("to share or export" in c.value for c in small_app.sidebar.caption)
+
+
+# --- issue 14: guidance on screen, no clipped numbers -----------------------------------------
+
+WIDGET_TYPES = ("button", "checkbox", "multiselect", "number_input", "radio", "selectbox",
+                "text_area", "text_input", "toggle")
+
+
+def plotly_array(value) -> list:
+    """A Plotly JSON array: a list, or a typed array ``{"dtype", "bdata"}``."""
+    if isinstance(value, dict):
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return list(value)
+
+
+def main_tab(at: AppTest, label: str):
+    (tab,) = [t for t in at.tabs if t.label == label]
+    return tab
+
+
+def tab_widgets(at: AppTest, tab: str) -> list:
+    """Every input widget drawn inside ``tab`` (not the sidebar, not the other tabs)."""
+    block = main_tab(at, tab)
+    return [widget for kind in WIDGET_TYPES for widget in block.get(kind)]
+
+
+@pytest.mark.parametrize("tab", ["Teach", "Compare", "Whole model"])
+def test_every_widget_of_the_tab_has_plain_help(small_app, digits_home, tab):
+    at = small_app
+    at.session_state[S.TABS] = tab
+    at.run()
+    if tab == "Teach":  # a loaded scenario draws its reveal expander too
+        at.button(key=f"{TS.TEACH_LOAD}.heavy_tails").click().run()
+    assert not at.exception
+    widgets = tab_widgets(at, tab)
+    assert len(widgets) >= {"Teach": 9, "Compare": 12, "Whole model": 1}[tab]
+    missing = [(type(w).__name__, w.label) for w in widgets if not (w.help or "").strip()]
+    assert not missing, missing
+
+
+def test_a_yaml_edit_of_bits_renames_a_default_name_and_says_so(app):
+    edit_yaml(app, "weight", yaml_text(app, "weight").replace("bits: 8", "bits: 4"))
+    assert not app.exception
+    text = yaml_text(app, "weight")
+    assert "bits: 4" in text and "name: int4" in text and "name: int8" not in text
+    assert "# Weight quantization config" in text  # the rest of the text is kept
+    assert app.number_input(key="weight.bits").value == 4
+    assert any("Adjusted `bit_type.name` from int8 to int4" in w.value for w in app.warning)
+    assert not any("does not match" in w.value for w in app.warning)
+    titles = " ".join(chart_titles(app))
+    assert "int4" in titles and "int8" not in titles.split("Output")[0]
+    # signed: false renames it to uint4; a custom name is kept as typed.
+    edit_yaml(app, "weight", yaml_text(app, "weight").replace("signed: true", "signed: false"))
+    assert "name: uint4" in yaml_text(app, "weight")
+    edit_yaml(app, "weight", yaml_text(app, "weight").replace("name: uint4", "name: mine")
+              .replace("bits: 4", "bits: 6"))
+    assert "name: mine" in yaml_text(app, "weight")
+
+
+def test_scenario_load_confirms_by_its_button_and_clears_the_preset(small_app):
+    from explorer.teach.lessons import SCENARIOS
+
+    at = open_teach(small_app)
+    name = "heavy_tails"
+    locked = at.button(key=f"{TS.TEACH_REVEAL}.locked.{name}")
+    assert locked.disabled and "Load the scenario" in locked.help  # no reveal before Load
+    assert not any(e.label.startswith("Reveal") for e in at.expander)
+    assert at.selectbox(key=S.PRESET).value == S.DEFAULT_PRESET
+    at.button(key=f"{TS.TEACH_LOAD}.{name}").click().run()
+    assert not at.exception
+    assert at.selectbox(key=S.PRESET).value is None  # the picker no longer names a preset
+    teach = main_tab(at, "Teach")
+    assert any(SCENARIOS[name].title in s.value for s in teach.success)  # by the button
+    assert not any(SCENARIOS[name].title in s.value for s in at.sidebar.success)
+    weight = yaml_text(at, "weight")
+    assert weight.startswith("# Scenario: ") and "observer_type: MinmaxObserver" in weight
+    assert "# B: PercentileObserver" in weight and "kl_bins: 2048" in weight  # full, commented
+    assert any(e.label.startswith("Reveal") for e in at.expander)
+    # Picking a preset again loads it as before.
+    at.selectbox(key=S.PRESET).set_value("w4_omse.yaml").run()
+    assert "OmseObserver" in yaml_text(at, "weight")
+
+
+def test_whole_model_shows_no_signed_zero_change(digits_home, _warm_torch):
+    at = start_app(**SMALL_LAYER)
+    at.session_state[S.TABS] = "Whole model"
+    at.run()
+    card = next(m for m in at.metric if m.label == "Quantized accuracy")
+    delta = card.proto.delta
+    assert not delta.startswith("-0.0") and not delta.startswith("+0.0")
+    drop = metric(at, "Accuracy drop")
+    assert not drop.startswith("-0.0")
+    if delta == "0.0 pp":  # no change: grey, no arrow
+        assert card.proto.color == 2 or "off" in str(card.proto).lower()
+    sensitivity = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                       if c.key == "chart.model_sensitivity")
+    assert sensitivity["layout"]["yaxis"]["range"][1] == 100.0
+    assert not sensitivity["layout"].get("annotations")  # reference lines named in the legend
+
+
+def test_compare_marks_sit_on_the_curve_and_channels_are_sorted(small_app):
+    at = small_app
+    at.session_state[S.TABS] = "Compare"
+    at.run()
+    charts = compare_charts(at)
+    channels = charts["compare.chart.channels"]
+    for trace in channels["data"]:
+        x, y = plotly_array(trace["x"]), plotly_array(trace["y"])
+        assert x[0] == 0 and x[-1] == 100  # % of the channels, worst first
+        assert all(a <= b for a, b in zip(y, y[1:]))  # sorted: one monotone line per config
+    curve = charts["compare.chart.weight_curve"]
+    marks = [t for t in curve["data"] if t["name"] in ("A", "B")]
+    assert len(marks) == 2 and all(t["marker"]["symbol"] == "circle" for t in marks)
+    lost = compare_table(at, "compare.lost")
+    assert not any(str(v).startswith("-0.00") for v in lost.to_numpy().ravel())

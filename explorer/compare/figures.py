@@ -3,7 +3,7 @@
 Every trace of a config is named after the config and drawn in its colour (``colors`` maps a
 config name to a CSS colour), so one config reads the same on every chart. Payloads stay
 bounded: histograms have at most 256 bins, curves 200 points per line, and per-channel lines
-at most ``MAX_CHANNEL_POINTS`` points (blocks of channels show their worst QSNR beyond that).
+(sorted worst to best) at most ``MAX_CHANNEL_POINTS`` points.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 from explorer.compare.clip import ClipView
 from explorer.compare.runs import Sweep, ideal_qsnr
 from explorer.core.figures import INF_QSNR_MARGIN_DB, MAX_CHANNEL_POINTS
+from explorer.core.formatting import format_fixed
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 FP32_BAR_COLOR = "rgba(110, 110, 110, 0.55)"
@@ -54,7 +55,7 @@ def make_sweep_figure(sweeps: Mapping[str, Sweep], chosen: Mapping[str, Mapping[
             raw = sweep.weight_qsnr if tensor == "weight" else sweep.output_qsnr
             shown = [min(q, cap) for q in raw]
             text = ["+inf (lossless)" if q == math.inf else f"{q:.2f} dB" for q in raw]
-            lost = [f"{ideal_qsnr(b) - q:.2f}" for b, q in zip(sweep.bits, raw)]
+            lost = [format_fixed(ideal_qsnr(b) - q, 2) for b, q in zip(sweep.bits, raw)]
             color = colors[name]
             fig.add_trace(go.Scatter(
                 x=list(sweep.bits), y=shown, mode="lines+markers", name=name,
@@ -72,7 +73,8 @@ def make_sweep_figure(sweeps: Mapping[str, Sweep], chosen: Mapping[str, Mapping[
                             "line": {"width": 1, "color": "black"}},
                     legendgroup=name, showlegend=False,
                     hovertemplate=f"<b>{name}</b>: its {tensor} width, {bits} bits<br>"
-                                  f"{ideal_qsnr(bits) - q:.2f} dB below ideal<extra></extra>"),
+                                  f"{format_fixed(ideal_qsnr(bits) - q, 2)} dB below ideal"
+                                  "<extra></extra>"),
                     row=1, col=col)
         fig.update_xaxes(title_text="bits (weight and output)", dtick=1 if len(all_bits) <= 8
                          else 2, row=1, col=col)
@@ -83,36 +85,50 @@ def make_sweep_figure(sweeps: Mapping[str, Sweep], chosen: Mapping[str, Mapping[
     return fig
 
 
+def sorted_channel_curve(qsnr: np.ndarray, points: int = MAX_CHANNEL_POINTS
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A config's per-channel QSNR [C] sorted from worst to best, as ``(share, qsnr,
+    channel)``: ``share`` is the position in % of the channels (0 = worst, 100 = best),
+    ``channel`` the original channel index of each point. Over ``points`` channels, evenly
+    spaced ranks are kept (always the worst and the best), so the line stays bounded."""
+    order = np.argsort(qsnr, kind="stable")
+    ranks = np.arange(qsnr.size)
+    if qsnr.size > points:
+        ranks = np.unique(np.round(np.linspace(0, qsnr.size - 1, points)).astype(int))
+    share = 100.0 * ranks / max(qsnr.size - 1, 1)
+    return share, qsnr[order][ranks], order[ranks]
+
+
 def make_channels_figure(per_channel: Mapping[str, Mapping[str, torch.Tensor]],
                          colors: Mapping[str, str]) -> go.Figure:
-    """Per-channel QSNR [C] of every config on one chart: weight (top) and output (bottom).
-    Over ``MAX_CHANNEL_POINTS`` channels, each point is a block's worst channel."""
+    """Per-channel QSNR [C] of every config, each sorted from its worst to its best channel
+    (`sorted_channel_curve`): one monotone line per config instead of C raw index points.
+    Weight (top) and output (bottom); the hover names the channel. Lossless (+inf) channels
+    are drawn at a cap above the finite values."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        subplot_titles=("Weight: QSNR per output channel",
-                                        "Output: QSNR per output channel"))
+                        subplot_titles=("Weight: output channels, worst to best",
+                                        "Output: output channels, worst to best"))
     values = [np.asarray(t[k].double().numpy()) for t in per_channel.values() for k in t]
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
     cap = (finite.max() if finite.size else 0.0) + INF_QSNR_MARGIN_DB
     floor = (min(finite.min(), 0.0) if finite.size else 0.0) - INF_QSNR_MARGIN_DB
-    grouping = ""
     for row, tensor in ((1, "weight"), (2, "output")):
         for name, tensors in per_channel.items():
-            qsnr = np.clip(tensors[tensor].double().numpy(), floor, cap)
-            block = math.ceil(qsnr.size / MAX_CHANNEL_POINTS)
-            if block > 1:
-                qsnr = np.pad(qsnr, (0, -qsnr.size % block), mode="edge")
-                qsnr = qsnr.reshape(-1, block).min(axis=1)
-                grouping = f" (worst channel per block of {block})"
+            qsnr = np.clip(np.nan_to_num(tensors[tensor].double().numpy(), nan=floor),
+                           floor, cap)
+            share, shown, channel = sorted_channel_curve(qsnr)
             fig.add_trace(go.Scatter(
-                x=np.arange(qsnr.size) * block, y=qsnr, mode="lines", name=name,
-                line={"color": colors[name], "width": 1.5}, legendgroup=name,
+                x=share, y=shown, customdata=channel, mode="lines", name=name,
+                line={"color": colors[name], "width": 2}, legendgroup=name,
                 showlegend=row == 1,
-                hovertemplate=f"<b>{name}</b> {tensor}<br>channel %{{x}}: %{{y:.2f}} dB"
+                hovertemplate=f"<b>{name}</b> {tensor}<br>channel %{{customdata}}: "
+                              "%{y:.2f} dB<br>%{x:.0f} % of the channels are worse"
                               "<extra></extra>"), row=row, col=1)
         fig.update_yaxes(title_text="QSNR (dB)", row=row, col=1)
-    fig.update_xaxes(title_text="output channel", row=2, col=1)
-    fig.update_layout(title="Per-channel QSNR" + grouping, hovermode="closest", height=560,
-                      legend={"orientation": "h", "y": -0.12})
+    fig.update_xaxes(title_text="channels sorted by QSNR (% of channels, worst first)",
+                     ticksuffix=" %", range=[0, 100], row=2, col=1)
+    fig.update_layout(title="Per-channel QSNR, each config's channels sorted worst to best",
+                      hovermode="closest", height=560, legend={"orientation": "h", "y": -0.15})
     return fig
 
 
@@ -143,10 +159,21 @@ def make_clip_histogram_figure(view: ClipView, colors: Mapping[str, str],
     return fig
 
 
+def marker_height(curve, mark) -> float:
+    """Where a config's dot sits: on ``curve``'s total MSE at the config's threshold (linear
+    interpolation between the curve's points), so every dot is on the line. A config whose
+    range the one-threshold curve cannot hold exactly (channel_wise over the whole tensor,
+    Affine) still sits on it at its t; its own MSE is in the hover. NaN when the curve is 0
+    there (nothing to draw on a log axis)."""
+    t = curve.thresholds.double().numpy()
+    y = float(np.interp(mark.threshold, t, curve.total.double().numpy()))
+    return y if y > 0 else float("nan")
+
+
 def make_clip_curve_figure(view: ClipView, colors: Mapping[str, str], title: str) -> go.Figure:
     """MSE against the clip threshold t: total, clipping (overload) and rounding (granular)
     error, one set of lines per (bits, method) among the configs, and each config's chosen t
-    as a marker at its own MSE (hollow when the one-threshold curve cannot hold its range)."""
+    as a filled dot on its curve's total (`marker_height`); the hover gives its own MSE."""
     fig = go.Figure()
     several = len(view.curves) > 1
     for curve in view.curves:
@@ -163,16 +190,16 @@ def make_clip_curve_figure(view: ClipView, colors: Mapping[str, str], title: str
                 hovertemplate=f"{name}{suffix}<br>t = %{{x:.4g}}<br>MSE %{{y:.3e}}"
                               "<extra></extra>"))
     for mark in view.marks:
+        curve = view.curves[mark.curve]
         fig.add_trace(go.Scatter(
-            x=[mark.threshold], y=[mark.mse if mark.mse > 0 else np.nan], mode="markers",
+            x=[mark.threshold], y=[marker_height(curve, mark)], mode="markers",
             name=mark.name,
-            marker={"size": 13, "color": colors[mark.name],
-                    "symbol": "circle" if mark.on_curve else "circle-open",
-                    "line": {"width": 2, "color": colors[mark.name]}},
-            hovertemplate=(f"<b>{mark.name}</b> ({mark.note})<br>t = {mark.threshold:.4g}, "
-                           f"clip range [{mark.clip_lo:.4g}, {mark.clip_hi:.4g}]<br>"
-                           f"MSE {mark.mse:.3e} = clipping {mark.clipping_mse:.3e} + rounding "
-                           f"{mark.rounding_mse:.3e}<extra></extra>")))
+            marker={"size": 12, "color": colors[mark.name], "symbol": "circle",
+                    "line": {"width": 1.5, "color": "white"}},
+            hovertemplate=(f"<b>{mark.name}</b>: t = {mark.threshold:.4g}<br>clip range "
+                           f"[{mark.clip_lo:.4g}, {mark.clip_hi:.4g}]<br>its MSE "
+                           f"{mark.mse:.3e} = clipping {mark.clipping_mse:.3e} + rounding "
+                           f"{mark.rounding_mse:.3e}<br>({mark.note})<extra></extra>")))
     fig.update_layout(title=f"{title}: MSE vs clip threshold ({view.scope})",
                       hovermode="closest", xaxis_title="clip threshold t (values beyond ±t "
                                                        "are clipped)",

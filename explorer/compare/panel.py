@@ -12,7 +12,6 @@ explained.
 from __future__ import annotations
 
 import logging
-import math
 
 import pandas as pd
 import streamlit as st
@@ -21,6 +20,13 @@ from explorer.compare import cache as compare_cache
 from explorer.compare import figures as CF
 from explorer.compare import runs as C
 from explorer.compare import state as CS
+from explorer.compare.tables import (  # noqa: F401 - best_rows is part of this module's API
+    HIGHER_IS_BETTER,
+    best_rows,
+    format_db,
+    lost_table,
+    metrics_table,
+)
 from explorer.core.formatting import CHART_CONFIG, format_config_error
 from explorer.core.pipeline import DataSettings
 from explorer.data import state as DS
@@ -28,10 +34,38 @@ from explorer.data import state as DS
 logger = logging.getLogger("explorer")
 
 EDITOR_HEIGHT = 260
-HIGHER_IS_BETTER = ("Weight QSNR (dB)", "Output QSNR (dB)")
-LOWER_IS_BETTER = ("Weight MSE", "Output MSE", "Weight clipped (%)", "Output clipped (%)",
-                   "Observer (ms)", "Calibration (ms)")
 BEST_STYLE = "background-color: rgba(44, 160, 44, 0.25); font-weight: bold"
+YAML_HELP = ("A whole config document: weight, outputs and an optional activation section. "
+             "Press Ctrl+Enter or click outside to apply. kl_bins (KLObserver only) is the "
+             "number of histogram bins the KL search uses: 2048 is typical, more is finer "
+             "and slower. calibration_mode channel_wise gives each output channel its own "
+             "scale; layer_wise one scale for the tensor.")
+# Table columns: a short label (every column fits at 1400 px) and help in plain words.
+METRIC_COLUMNS = {
+    "Weight observer": ("W observer", "How the weight's range was chosen."),
+    "Output observer": ("Out observer", "How the output's range was chosen."),
+    "Weight QSNR (dB)": ("W QSNR dB", "Weight signal-to-quantization-noise ratio on the "
+                         "held-out batch. Higher is better; about 6 dB per bit."),
+    "Output QSNR (dB)": ("Out QSNR dB", "Output QSNR on the held-out batch. Higher is "
+                         "better."),
+    "Weight MSE": ("W MSE", "Mean squared weight error. Lower is better."),
+    "Output MSE": ("Out MSE", "Mean squared output error. Lower is better."),
+    "Weight clipped (%)": ("W clip %", "Share of weights beyond the clip range by over half "
+                           "a step. Near 0 is usual; a little can pay off at low bits."),
+    "Output clipped (%)": ("Out clip %", "Share of outputs beyond the clip range."),
+    "Observer (ms)": ("Observer ms", "Weight observer + output qparams search time."),
+    "Calibration (ms)": ("Calib. ms", "Forward passes feeding the output observer."),
+}
+LOST_COLUMNS = {
+    f"{title} {what}": (f"{short} {label}", text)
+    for title, short in (("Weight", "W"), ("Output", "Out"))
+    for what, label, text in (
+        ("bits", "bits", "The config's own bit width."),
+        ("QSNR (dB)", "QSNR dB", "Measured QSNR at that width. Higher is better."),
+        ("ideal (dB)", "ideal dB", "The ideal uniform quantizer there: 20·log10(2^b − 1)."),
+        ("dB below ideal", "below ideal dB", "Ideal minus measured: what the data's shape "
+         "and the observer cost. 0 is the best possible; real data loses 10-20 dB."))
+}
 
 
 def render_compare(state, settings: DataSettings) -> None:
@@ -68,19 +102,24 @@ def render_compare(state, settings: DataSettings) -> None:
 
 def _render_buttons(state) -> None:
     count = len(state[CS.COMPARE_ENTRIES])
-    left, middle, right, option = st.columns([3, 2, 2, 2])
-    left.button("Classic set: MinMax vs Percentile vs OMSE vs KL", key=CS.COMPARE_CLASSIC,
-                on_click=CS.on_compare_classic, args=(state,), width="stretch",
-                help="Four copies of the Single layer config (same bits, granularity and "
-                     "method), each with one observer for weight and outputs.")
-    middle.button("Add a copy of the current config", key=CS.COMPARE_ADD,
+    st.button("Classic set: MinMax vs Percentile vs OMSE vs KL", key=CS.COMPARE_CLASSIC,
+              on_click=CS.on_compare_classic, args=(state,), width="content",
+              help="Four copies of the Single layer config (same bits, granularity and "
+                   "method), each with one observer for weight and outputs.")
+    middle, reset, option = st.columns(3, vertical_alignment="center")
+    middle.button("Add a config", key=CS.COMPARE_ADD, icon=":material/add:",
                   on_click=CS.on_compare_add, args=(state,), disabled=count >= C.MAX_CONFIGS,
-                  width="stretch")
-    right.button("Reset to A/B copies", key=CS.COMPARE_RESET, on_click=CS.on_compare_reset,
+                  width="stretch",
+                  help=f"Adds a copy of the Single layer tab's current config (at most "
+                       f"{C.MAX_CONFIGS}); then edit its YAML.")
+    reset.button("Reset to A/B", key=CS.COMPARE_RESET, on_click=CS.on_compare_reset,
                  args=(state,), width="stretch",
-                 help="Two copies of the Single layer tab's current config.")
+                 help="Back to two configs: A = the Single layer tab's config, B = A with "
+                      "other observers.")
     option.toggle("Sweep 16 bits too", key=CS.COMPARE_WIDE, on_change=CS.on_compare_option,
-                  args=(state, CS.COMPARE_WIDE))
+                  args=(state, CS.COMPARE_WIDE),
+                  help="Adds 16 bits to the bit-width sweep (2-8 bits). Slower with OMSE/KL; "
+                       "shows where each config stops gaining.")
     notice = state.get(CS.COMPARE_NOTICE)
     if notice:
         level, message = notice
@@ -93,18 +132,20 @@ def _render_editors(state, entries: list[C.ParsedEntry]) -> None:
         with column:
             name_key = CS.compare_key(CS.COMPARE_NAME, index)
             st.text_input("Name", key=name_key, max_chars=24, on_change=CS.on_compare_edit,
-                          args=(state, index))
+                          args=(state, index),
+                          help="The config's name in every table, legend and colour "
+                               "(up to 24 characters).")
             st.text_area(f"Config {entry.name} YAML", key=CS.compare_key(CS.COMPARE_YAML, index),
                          height=EDITOR_HEIGHT, on_change=CS.on_compare_edit, args=(state, index),
-                         help="A whole config document. Press Ctrl+Enter or click outside "
-                              "to apply.")
+                         help=YAML_HELP)
             if entry.error is not None:
                 st.error(f"{entry.name}: {format_config_error(entry.error)}", icon="🚫")
             for message in entry.warnings:
                 st.warning(message, icon="⚠️")
             st.button("Remove", key=CS.compare_key(CS.COMPARE_REMOVE, index),
                       on_click=CS.on_compare_remove, args=(state, index),
-                      disabled=len(entries) <= C.MIN_CONFIGS)
+                      disabled=len(entries) <= C.MIN_CONFIGS,
+                      help=f"Drops this config (at least {C.MIN_CONFIGS} stay).")
 
 
 def _unique_names(entries: list[C.ParsedEntry]) -> list[C.ParsedEntry]:
@@ -170,14 +211,15 @@ def _compute(entries: list[C.ParsedEntry], settings: DataSettings,
 def _render_results(state, runs: dict[str, C.ConfigRun], settings: DataSettings) -> None:
     colors = CF.config_colors(runs)
     st.subheader("Metrics")
-    st.dataframe(style_metrics(metrics_table(runs)), key="compare.metrics", width="stretch")
-    st.caption("Best value of each column in green. QSNR, MSE and clipped % are on the "
-               "held-out batch; clipped = beyond the clip range by over half a step. Observer = "
-               "weight observer + output qparams search; calibration = the forward passes "
-               "that feed the output observer.")
+    st.dataframe(style_metrics(metrics_table(runs)), key="compare.metrics", width="stretch",
+                 column_config=_column_config(METRIC_COLUMNS))
+    st.caption("Best value of each column in green; hover a column header for what it "
+               "means. W = weight, Out = output.")
     _render_diff(runs)
 
-    st.subheader("Per-channel QSNR")
+    st.subheader("Per-channel QSNR, channels sorted")
+    st.caption("Each config's channels sorted from worst to best QSNR: the left end is its "
+               "worst channels, a flat line means every channel fares alike.")
     per_channel = {name: {t: run.tensors[t].per_channel_qsnr for t in C.TENSORS}
                    for name, run in runs.items()}
     st.plotly_chart(CF.make_channels_figure(per_channel, colors), key="compare.chart.channels",
@@ -198,15 +240,8 @@ def _render_results(state, runs: dict[str, C.ConfigRun], settings: DataSettings)
             st.plotly_chart(CF.make_clip_curve_figure(view, colors, title),
                             key=f"compare.chart.{tensor}_curve", config=CHART_CONFIG,
                             width="stretch")
-    st.caption("Output values are the fp32 outputs of the calibration batches (what the output "
-               "observers saw). Curve: MSE when |x| ≤ t is kept (Uniform: range [−t, t]; "
-               "Affine: the data range cut at ±t), split into clipping (overload) and rounding "
-               "(granular) error, which add up to the total. Markers: each config's t = "
-               "max(|lo|, hi) of its observer range, at its own MSE. Filled = on the curve; "
-               "hollow = not on it: a channel_wise config over the whole tensor is marked at "
-               "the median of its per-channel thresholds with the MSE of its per-channel "
-               "ranges, and an Affine range is not one of the curve's ranges. Pick one channel "
-               "to see every config exactly on that channel's curve.")
+    st.caption("Curve: the MSE if values beyond ±t were clipped (clipping + rounding = "
+               "total). Dot: each config's own t; hover it for its exact MSE.")
 
 
 def _render_sweep(runs: dict[str, C.ConfigRun], sweeps: dict[str, C.Sweep]) -> None:
@@ -218,7 +253,8 @@ def _render_sweep(runs: dict[str, C.ConfigRun], sweeps: dict[str, C.Sweep]) -> N
               for name in sweeps}
     st.plotly_chart(CF.make_sweep_figure(sweeps, chosen, {n: colors[n] for n in sweeps}),
                     key="compare.chart.sweep", config=CHART_CONFIG, width="stretch")
-    st.dataframe(lost_table(runs), key="compare.lost", width="stretch")
+    st.dataframe(lost_table(runs), key="compare.lost", width="stretch",
+                 column_config=_column_config(LOST_COLUMNS))
     st.caption("Reference: the ideal uniform quantizer, 20·log10(2^b − 1) dB (a signal spread "
                "evenly over the full grid; 6.02 dB per bit). At each b, weight and output are "
                "both at b bits (signedness kept; an input activation keeps its width); the "
@@ -233,13 +269,16 @@ def _render_scope(state, runs: dict[str, C.ConfigRun]) -> tuple[int | None, str]
     left, right = st.columns([2, 1])
     scope = left.radio("Curves and histograms of", CS.COMPARE_SCOPES, key=CS.COMPARE_SCOPE,
                        horizontal=True, on_change=CS.on_compare_option,
-                       args=(state, CS.COMPARE_SCOPE))
+                       args=(state, CS.COMPARE_SCOPE),
+                       help="The whole tensor, or one channel: with one channel every "
+                            "config's dot sits exactly at its own range for that channel.")
     if state[CS.COMPARE_CHANNEL] >= channels:
         state[CS.COMPARE_CHANNEL] = channels - 1
     channel = right.number_input("Channel", 0, channels - 1, step=1, key=CS.COMPARE_CHANNEL,
                                  on_change=CS.on_compare_option, args=(state, CS.COMPARE_CHANNEL),
                                  disabled=scope == CS.COMPARE_SCOPES[0],
-                                 help="Output channel: a weight row / an output column.")
+                                 help="Output channel (a weight row, an output column) "
+                                      f"to show, 0 to {channels - 1}.")
     if scope == CS.COMPARE_SCOPES[0]:
         return None, "whole tensor"
     return int(channel), f"channel {int(channel)}"
@@ -257,35 +296,7 @@ def _render_diff(runs: dict[str, C.ConfigRun]) -> None:
     st.dataframe(table, key="compare.diff", width="stretch")
 
 
-# --- tables (pure pandas) -------------------------------------------------------------------
-
-
-def metrics_table(runs: dict[str, C.ConfigRun]) -> pd.DataFrame:
-    """One row per config: observers, QSNR, MSE, clipped %, observer and calibration time."""
-    rows = []
-    for run in runs.values():
-        w, o = run.tensors["weight"], run.tensors["output"]
-        rows.append({
-            "Weight observer": w.config.observer_type,
-            "Output observer": o.config.observer_type,
-            "Weight QSNR (dB)": w.qsnr, "Output QSNR (dB)": o.qsnr,
-            "Weight MSE": w.mse, "Output MSE": o.mse,
-            "Weight clipped (%)": 100 * w.clip_fraction,
-            "Output clipped (%)": 100 * o.clip_fraction,
-            "Observer (ms)": run.observer_ms, "Calibration (ms)": run.calibration_ms,
-        })
-    table = pd.DataFrame(rows, index=pd.Index(list(runs), name="config"))
-    return table
-
-
-def best_rows(table: pd.DataFrame) -> dict[str, list[str]]:
-    """The config(s) holding each metric column's best value (ties all win)."""
-    best = {}
-    for column in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER):
-        values = table[column].astype(float)
-        target = values.max() if column in HIGHER_IS_BETTER else values.min()
-        best[column] = [] if math.isnan(target) else list(values.index[values == target])
-    return best
+# --- tables --------------------------------------------------------------------------------
 
 
 def style_metrics(table: pd.DataFrame):
@@ -296,37 +307,16 @@ def style_metrics(table: pd.DataFrame):
         winners = best.get(column.name, [])
         return [BEST_STYLE if name in winners else "" for name in column.index]
 
-    formats = {c: _format_db for c in HIGHER_IS_BETTER}
+    formats = {c: format_db for c in HIGHER_IS_BETTER}
     formats.update({"Weight MSE": "{:.3e}", "Output MSE": "{:.3e}",
                     "Weight clipped (%)": "{:.3f}", "Output clipped (%)": "{:.3f}",
                     "Observer (ms)": "{:.0f}", "Calibration (ms)": "{:.0f}"})
     return table.style.apply(highlight, axis=0).format(formats)
 
 
-def lost_table(runs: dict[str, C.ConfigRun]) -> pd.DataFrame:
-    """Each config at its own widths: bits, QSNR, the ideal line there and the dB lost."""
-    rows = []
-    for run in runs.values():
-        lost = C.db_lost(run)
-        row = {}
-        for tensor in C.TENSORS:
-            t = run.tensors[tensor]
-            title = CF.TENSOR_TITLES[tensor]
-            bits = t.config.bit_type.bits
-            row[f"{title} bits"] = bits
-            row[f"{title} QSNR (dB)"] = _format_db(t.qsnr)
-            row[f"{title} ideal (dB)"] = f"{C.ideal_qsnr(bits):.2f}"
-            row[f"{title} dB below ideal"] = _format_db(lost[tensor])
-        rows.append(row)
-    return pd.DataFrame(rows, index=pd.Index(list(runs), name="config"))
-
-
-def _format_db(value: float) -> str:
-    if value == math.inf:
-        return "∞ (lossless)"
-    if value == -math.inf:
-        return "−∞"
-    return "n/a" if math.isnan(value) else f"{value:.2f}"
+def _column_config(columns: dict) -> dict:
+    return {name: st.column_config.Column(label, help=help_text)
+            for name, (label, help_text) in columns.items()}
 
 
 def _show(value: object) -> str:

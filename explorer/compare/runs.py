@@ -98,6 +98,45 @@ def classic_set(document: str) -> list[tuple[str, str]]:
     return out
 
 
+OTHER_OBSERVER = {"MinmaxObserver": "PercentileObserver"}  # anything else -> MinMax
+
+
+def other_observer(observer: str) -> str:
+    """The observer B starts with when A uses ``observer``: Percentile for MinMax, MinMax for
+    every other one (both are quick to calibrate)."""
+    return OTHER_OBSERVER.get(observer, "MinmaxObserver")
+
+
+def ab_pair(document: str) -> tuple[list[tuple[str, str]], str]:
+    """The first comparison: ``[("A", document), ("B", variant)]`` and a sentence saying how B
+    differs. B is ``document`` with the weight and output observers each swapped for
+    `other_observer` (every other line kept), so no curve of B hides A's. An invalid
+    ``document`` gives two copies (its error shows in both editors)."""
+    try:
+        configs = load_config_from_string(document)
+    except ConfigError:
+        return [("A", document), ("B", document)], "B starts as a copy of A."
+    bodies = split_document(document)
+    edited = dict(bodies)
+    swapped = {}
+    for section, key in (("weight", "weight"), ("outputs", "output")):
+        observer = other_observer(configs[key].observer_type)
+        swapped[key] = observer
+        body = bodies.get(section)
+        edited[section] = None if body is None else set_field(body, ("observer_type",),
+                                                              observer)
+    wanted = {key: (cfg if cfg is None or key not in swapped
+                    else dataclasses.replace(cfg, observer_type=swapped[key]))
+              for key, cfg in configs.items()}
+    text = join_document(edited) if all(edited.get(s) for s in ("weight", "outputs")) \
+        else None
+    if text is None or parse_entry("B", text).configs != wanted:
+        text = dump_config_to_yaml(wanted)  # unusual layout: rebuild from the parsed values
+    note = (f"B starts as A with other observers (weight: {swapped['weight']}, outputs: "
+            f"{swapped['output']}), so the two differ; edit either.")
+    return [("A", document), ("B", text)], note
+
+
 def _with_observer(configs: Configs, observer: str) -> dict:
     return {key: (cfg if cfg is None or key == "activation"
                   else dataclasses.replace(cfg, observer_type=observer))

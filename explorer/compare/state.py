@@ -3,12 +3,13 @@
 Its configs live in the plain key `COMPARE_ENTRIES`, a tuple of (name, YAML document) pairs:
 the source of truth. The name/YAML widgets and the options mirror plain keys and are re-seeded
 from them when Streamlit dropped them (the tab is lazy: nothing in it is drawn while it is
-closed). The first visit seeds two copies of the current config.
+closed). The first visit seeds A = the current config and B = A with other observers
+(`runs.ab_pair`), so no curve of B hides A's.
 """
 
 from __future__ import annotations
 
-from explorer.compare.runs import classic_set
+from explorer.compare.runs import ab_pair, classic_set
 from explorer.core.state import State, enabled_sections, store_key
 from explorer.core.yaml_edit import join_document
 from quantlib.errors import ConfigError
@@ -18,7 +19,8 @@ COMPARE_OPTIONS = "compare.options"    # plain: {option widget key: value} (kept
 COMPARE_NOTICE = "compare.notice"      # plain: (level, message) from a compare button
 COMPARE_CLASSIC = "compare.classic"    # button: MinMax / Percentile / OMSE / KL copies
 COMPARE_ADD = "compare.add"            # button: add a copy of the current config
-COMPARE_RESET = "compare.reset"        # button: back to two copies of the current config
+COMPARE_RESET = "compare.reset"        # button: back to A (current config) and B (A with
+                                       # other observers)
 COMPARE_WIDE = "compare.sweep_16"      # toggle: add 16 bits to the bit-width sweep
 COMPARE_SCOPE = "compare.scope"        # radio: curves/histograms of the whole tensor or a channel
 COMPARE_CHANNEL = "compare.channel"    # number_input: that channel
@@ -45,8 +47,9 @@ def init_compare_state(state: State) -> None:
     """Seed the compare keys on the first visit (two copies of the current config) and
     re-seed any widget Streamlit dropped while the tab was closed."""
     if COMPARE_ENTRIES not in state:
-        document = current_document(state)
-        state[COMPARE_ENTRIES] = (("A", document), ("B", document))
+        entries, note = ab_pair(current_document(state))
+        state[COMPARE_ENTRIES] = tuple(entries)
+        state[COMPARE_NOTICE] = ("info", note)
     state.setdefault(COMPARE_NOTICE, None)
     state.setdefault(COMPARE_OPTIONS, dict(COMPARE_OPTION_DEFAULTS))
     for key, value in state[COMPARE_OPTIONS].items():
@@ -115,6 +118,7 @@ def on_compare_remove(state: State, index: int) -> None:
 
 
 def on_compare_reset(state: State) -> None:
-    """Back to two copies (A, B) of the current config."""
-    document = current_document(state)
-    set_compare_entries(state, [("A", document), ("B", document)])
+    """Back to A (the current config) and B (A with other observers), and say so."""
+    entries, note = ab_pair(current_document(state))
+    set_compare_entries(state, entries)
+    state[COMPARE_NOTICE] = ("info", note)

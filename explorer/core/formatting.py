@@ -40,3 +40,30 @@ def format_config_error(err: ConfigError) -> str:
     where = f"`{err.path}`" if err.path else "YAML"
     line = f" (line {err.line})" if err.line is not None else ""
     return f"**{where}**{line}: {err.reason}"
+
+
+def is_no_change(value: float, digits: int) -> bool:
+    """True when ``value`` rounds to zero at ``digits`` decimals (shows as 0.0…0)."""
+    return abs(value) < 0.5 * 10.0 ** -digits
+
+
+def format_fixed(value: float, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals, never a negative zero: -0.001 -> "0.00"."""
+    return f"{0.0 if is_no_change(value, digits) else value:.{digits}f}"
+
+
+def format_change(value: float, digits: int = 1, unit: str = "") -> str:
+    """A signed change for a metric card's delta: "+1.2 pp", "-0.3 dB"; a change that rounds
+    to zero at this precision is "0.0 pp" (no sign: no change)."""
+    suffix = f" {unit}" if unit else ""
+    if is_no_change(value, digits):
+        return f"{0.0:.{digits}f}{suffix}"
+    return f"{value:+.{digits}f}{suffix}"
+
+
+def delta_style(value: float, digits: int = 1) -> dict:
+    """``st.metric`` keyword arguments for a delta of ``value``: grey and arrowless when it
+    rounds to zero (no change), Streamlit's default colours otherwise."""
+    if is_no_change(value, digits):
+        return {"delta_color": "off", "delta_arrow": "off"}
+    return {}

@@ -283,12 +283,34 @@ def _named_linears(model: nn.Module, names: Sequence[str] | None) -> dict[str, n
         if not isinstance(modules.get(name), nn.Linear):
             raise ValueError(f"{name!r} is not an nn.Linear of the model; choose from "
                              f"{', '.join(valid) or '(none)'}")
+        problem = _replacement_problem(name, modules[name], modules)
+        if problem is not None:
+            raise ValueError(problem)
         out[name] = modules[name]
     if not out:
         raise ValueError(f"no layers to quantize; choose from {', '.join(valid) or '(none)'}")
     if len(out) != len(names):
         raise ValueError(f"layer names repeat: {list(names)}")
     return out
+
+
+def _replacement_problem(name: str, module: nn.Linear, modules: dict) -> str | None:
+    """Why replacing ``module`` by a `QuantLinear` would not quantize what the model computes,
+    or None. QuantLinear computes ``x @ W.T + b``: a subclass's own ``forward`` (LoRA, a
+    scaled or masked Linear) would be dropped silently, and ``nn.MultiheadAttention`` reads
+    its ``out_proj`` weight directly, never calling the module."""
+    kind = type(module)
+    if kind.forward is not nn.Linear.forward:
+        return (f"{name!r} is a {kind.__module__}.{kind.__qualname__}, an nn.Linear subclass "
+                f"with its own forward(); QuantLinear computes a plain Linear and would drop "
+                f"that forward silently, so it is refused. Choose plain nn.Linear layers "
+                f"(layers=[...]) or quantize that module's Linears yourself")
+    parent = modules.get(name.rpartition(".")[0]) if "." in name else None
+    if isinstance(parent, nn.MultiheadAttention):
+        return (f"{name!r} belongs to an nn.MultiheadAttention, which uses its weight "
+                f"directly and never calls it; replacing it would quantize nothing. Choose "
+                f"other layers (layers=[...])")
+    return None
 
 
 def _check_data(calib_x, eval_x, eval_y, batch_size: int) -> None:

@@ -11,7 +11,10 @@ makes the data once and calls `run_pipeline(configs, data)` per config.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -22,11 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer.core.blocks import MAX_HEATMAP_SIDE, block_reduce
+from explorer.core.cache import BoundedLRU
+from explorer.core.channel_figures import make_per_channel_figure
 from explorer.core.figures import (
     make_block_heatmap,
     make_histogram_figure,
     make_memory_figure,
-    make_per_channel_figure,
     make_timing_figure,
 )
 from quantlib.quant_config import QuantConfig
@@ -68,17 +72,55 @@ class DataSettings:
         return asdict(self)
 
 
+CALIBRATION_ENTRIES = 4  # calibrated output/input observers kept per data set
+
+
 @dataclass(frozen=True)
 class SampleData:
     """A layer's data: ``weight`` [out, in], ``bias`` [out], ``calibration`` (batches
     [rows, in]) and a held-out ``eval_batch`` [rows, in]; for a real source ``settings``
-    carry the layer's real shape (built by `explorer.data.sources.make_sample_data`)."""
+    carry the layer's real shape (built by `explorer.data.sources.make_sample_data`).
+
+    ``calibrations`` memoises `build_layer`'s calibration on this data: calibration is an fp32
+    forward, so the output (and input) observers depend only on the output and activation
+    configs and on the data, never on the weight config. A weight edit reuses them.
+    """
 
     settings: DataSettings
     weight: torch.Tensor
     bias: torch.Tensor
     calibration: tuple[torch.Tensor, ...]
     eval_batch: torch.Tensor
+    calibrations: BoundedLRU = field(default_factory=lambda: BoundedLRU(CALIBRATION_ENTRIES),
+                                     compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class CalibrationSnapshot:
+    """The calibrated output and input observers of a layer and the qparams they gave."""
+
+    output_observer: object
+    output_qparams: tuple[torch.Tensor, torch.Tensor]
+    input_observer: object | None
+    input_qparams: tuple[torch.Tensor, torch.Tensor] | None
+
+    @classmethod
+    def of(cls, layer: QuantLinear) -> CalibrationSnapshot:
+        with_input = layer.input_observer is not None
+        return cls(copy.deepcopy(layer.output_observer),
+                   (layer.output_scaler.clone(), layer.output_zero.clone()),
+                   copy.deepcopy(layer.input_observer) if with_input else None,
+                   (layer.input_scaler.clone(), layer.input_zero.clone()) if with_input else None)
+
+    def install(self, layer: QuantLinear) -> None:
+        """Give ``layer`` copies of these observers and their qparams (as if calibrated)."""
+        layer.output_observer = copy.deepcopy(self.output_observer)
+        layer.output_quantizer.update_quantization_params(*(t.clone() for t in
+                                                             self.output_qparams))
+        if self.input_observer is not None:
+            layer.input_observer = copy.deepcopy(self.input_observer)
+            layer.input_quantizer.update_quantization_params(*(t.clone() for t in
+                                                                self.input_qparams))
 
 
 @dataclass(frozen=True)
@@ -193,7 +235,9 @@ def run_pipeline(
 def build_layer(configs: Mapping[str, QuantConfig | None], data: SampleData,
                 progress: ProgressCallback | None = None) -> QuantLinear:
     """The QuantLinear for ``data``'s weight, calibrated on its batches, with qparams computed
-    and ``mode = "quantized"``; no quantized forward has run yet."""
+    and ``mode = "quantized"``; no quantized forward has run yet. When an earlier build on this
+    ``data`` had the same output and activation configs, its calibrated observers and qparams
+    are copied in (`SampleData.calibrations`) instead of calibrating again."""
     report = progress or (lambda fraction, text: None)
     settings = data.settings
     # No random init and no copy: QuantLinear takes its own copy of the weight.
@@ -205,44 +249,96 @@ def build_layer(configs: Mapping[str, QuantConfig | None], data: SampleData,
                 f"{weight_config.calibration_mode})")
     layer = QuantLinear(linear, out_config=configs["output"], weight_config=weight_config,
                         layer_name=LAYER_NAME, act_config=configs.get("activation"))
-    total = len(data.calibration)
-    for index, batch in enumerate(data.calibration):
-        report(index / (total + 1), f"Calibrating batch {index + 1}/{total}")
-        layer.calibration(batch)
-    report(total / (total + 1),
-           f"Computing output qparams ({configs['output'].observer_type}) and evaluating")
-    layer.compute_output_quant_params()
+    calibration_key = config_key({"output": configs["output"],
+                                  "activation": configs.get("activation")})
+    snapshot = data.calibrations.get(calibration_key)
+    if snapshot is not None:  # same output/activation configs on this data: reuse
+        snapshot.install(layer)
+    else:
+        total = len(data.calibration)
+        for index, batch in enumerate(data.calibration):
+            report(index / (total + 1), f"Calibrating batch {index + 1}/{total}")
+            layer.calibration(batch)
+        report(total / (total + 1),
+               f"Computing output qparams ({configs['output'].observer_type}) and evaluating")
+        layer.compute_output_quant_params()
+        data.calibrations.put(calibration_key, CalibrationSnapshot.of(layer))
     layer.mode = "quantized"
     return layer
 
 
-def build_figures(result: PipelineResult) -> dict[str, go.Figure]:
-    """Plotly figures for a result, keyed ``<tensor>_histogram``, ``<tensor>_error``,
-    ``<tensor>_channels``, ``timing`` and ``memory``. Histograms are skipped for tensors whose
-    profiler is disabled."""
-    figures: dict[str, go.Figure] = {}
+# Figures a FigureSet builds on request but does not list (variants of listed ones).
+VARIANT_SUFFIXES = ("_error_log", "_channels_sorted")
+
+
+class FigureSet(Mapping):
+    """A result's Plotly figures by key, each built on first access and then kept.
+
+    Keys: ``<tensor>_histogram`` (profiled tensors only), ``<tensor>_error``,
+    ``<tensor>_channels`` (per-channel profiles only), ``timing`` and ``memory``; the variant
+    ``<tensor>_error_log`` (log colour scale) and ``<tensor>_channels_sorted`` (worst channel
+    first) can be asked for too, but are not listed. Building a
+    figure costs 10-60 ms of Plotly validation, and a page shows only some of them, so the
+    result cache holds a `FigureSet` and a panel pays only for what it draws. Thread-safe.
+    """
+
+    def __init__(self, result: PipelineResult) -> None:
+        self.result = result
+        self._builders: dict[str, Callable[[], go.Figure]] = _figure_builders(result)
+        self._keys = [k for k in self._builders if not k.endswith(VARIANT_SUFFIXES)]
+        self._built: dict[str, go.Figure] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, key: str) -> go.Figure:
+        with self._lock:
+            if key not in self._built:
+                self._built[key] = self._builders[key]()
+            return self._built[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._builders
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def build_figures(result: PipelineResult) -> FigureSet:
+    """The figures of a result (`FigureSet`: built lazily, on first access)."""
+    return FigureSet(result)
+
+
+def _figure_builders(result: PipelineResult) -> dict[str, Callable[[], go.Figure]]:
+    builders: dict[str, Callable[[], go.Figure]] = {}
     for name, tensor in result.tensors.items():
         title = TENSOR_TITLES[name]
         bits = tensor.config.bit_type.name
         if tensor.histogram is not None:
-            figures[f"{name}_histogram"] = make_histogram_figure(
-                tensor.histogram, f"{title} values: fp32 vs dequantized ({bits})",
-                levels=tensor.levels, log_y=True)
+            builders[f"{name}_histogram"] = functools.partial(
+                make_histogram_figure, tensor.histogram,
+                f"{title} values: fp32 vs dequantized ({bits})", levels=tensor.levels,
+                log_y=True)
         error = tensor.error_map
-        figures[f"{name}_error"] = make_block_heatmap(
-            error.blocks, error.row_block, error.col_block, error.shape,
-            f"{title} quantization error", error.row_label, error.col_label)
+        for suffix, log_color in (("_error", False), ("_error_log", True)):
+            builders[name + suffix] = functools.partial(
+                make_block_heatmap, error.blocks, error.row_block, error.col_block, error.shape,
+                f"{title} quantization error", error.row_label, error.col_label,
+                log_color=log_color)
         qsnr = None if tensor.statistics is None else tensor.statistics["per_channel_qsnr"]
         if qsnr is not None and qsnr.numel() == tensor.clip_lo.numel():
-            figures[f"{name}_channels"] = make_per_channel_figure(
-                qsnr, tensor.clip_lo, tensor.clip_hi, f"{title}: per-channel QSNR and clip range")
+            for suffix, order in (("_channels", "index"), ("_channels_sorted", "qsnr")):
+                builders[name + suffix] = functools.partial(
+                    make_per_channel_figure, qsnr, tensor.clip_lo, tensor.clip_hi,
+                    f"{title}: per-channel QSNR and clip range", order=order)
     timing = {TENSOR_TITLES[n]: {_stage_label(stage): ms for stage, ms in t.time_ms.items()}
               for n, t in result.tensors.items() if t.time_ms}
     timing["explorer pipeline"] = result.stage_ms
-    figures["timing"] = make_timing_figure(timing)
-    figures["memory"] = make_memory_figure(
-        {TENSOR_TITLES[n]: t.memory for n, t in result.tensors.items() if t.memory})
-    return figures
+    builders["timing"] = functools.partial(make_timing_figure, timing)
+    builders["memory"] = functools.partial(make_memory_figure, {
+        TENSOR_TITLES[n]: t.memory for n, t in result.tensors.items() if t.memory})
+    return builders
 
 
 def config_key(configs: Mapping[str, QuantConfig | None]) -> tuple:

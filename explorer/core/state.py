@@ -66,6 +66,12 @@ FIELD_PATHS = {
 }
 _DEFAULT_NAME = re.compile(r"^u?int\d+$")
 
+# The config upload's one size limit, as every text shows it (uploader help, errors, docs).
+CONFIG_UPLOAD_LIMIT = f"{MAX_CONFIG_BYTES // 1024} KiB"
+CONFIG_UPLOAD_HELP = (f"A YAML config of at most {CONFIG_UPLOAD_LIMIT} (a real one is under "
+                      "1 KiB), read with the config loader only. The box's own larger figure "
+                      "is just the browser's transfer cap.")
+
 # Plain keys (not widgets).
 LAST_GOOD = "last_good_result"   # (PipelineResult, figures) of the last valid run
 CONFIG_NOTICE = "config_notice"  # (level, message) from a preset/upload/field callback
@@ -216,12 +222,58 @@ def document_text(state: State) -> str:
 
 
 def on_text_change(state: State, section: str) -> None:
-    """The YAML editor changed: store the text; if it parses, move the widgets to match."""
+    """The YAML editor changed: store the text; if it parses, move the widgets to match.
+
+    Like the Bits/Signed widgets, an edit of ``bits`` or ``signed`` renames a default-pattern
+    ``bit_type.name`` (``int<b>``/``uint<b>``) to match (`sync_default_name`) when the
+    result is a valid config; the rest of the text is kept, and a notice under the editor
+    says what was adjusted. Invalid text (``bits: 99``) is kept exactly as typed."""
     text = state[text_key(section)]
+    synced, adjusted = sync_default_name(text)
+    if adjusted and parse_text(synced, section)[0] is not None:  # invalid text stays as typed
+        text = synced
+        state[text_key(section)] = text
+        state[notice_key(section)] = adjusted
     state[store_key(section)] = text
     config = parse_text(text, section)[0]
     if config is not None:
         _set_fields(state, section, config)
+
+
+def default_name(bits: int, signed: bool) -> str:
+    """The default ``bit_type.name`` of a bit width: ``int8``, ``uint4``."""
+    return f"{'int' if signed else 'uint'}{bits}"
+
+
+def sync_default_name(text: str) -> tuple[str, str | None]:
+    """``(text, message)`` with a default-pattern ``bit_type.name`` that contradicts
+    ``bits``/``signed`` renamed to match (``bits: 4`` with ``name: int8`` -> ``name: int4``),
+    every other line kept; ``(text, None)`` when nothing needed adjusting: a custom name, no
+    name, or text whose bits/signed are not valid."""
+    name = get_field(text, ("bit_type", "name"))
+    bits_text = get_field(text, ("bit_type", "bits"))
+    if name is None or bits_text is None or not _DEFAULT_NAME.match(name):
+        return text, None
+    signed_text = get_field(text, ("bit_type", "signed"))
+    try:
+        bits = int(bits_text)
+    except ValueError:
+        return text, None
+    if signed_text is None:
+        signed = QuantConfig().bit_type.signed
+    elif signed_text.lower() in ("true", "false"):
+        signed = signed_text.lower() == "true"
+    else:
+        return text, None
+    wanted = default_name(bits, signed)
+    if name == wanted:
+        return text, None
+    new_text = set_field(text, ("bit_type", "name"), wanted)
+    if new_text is None:
+        return text, None
+    return new_text, (f"Adjusted `bit_type.name` from {name} to {wanted} to match bits: "
+                      f"{bits}, signed: {'true' if signed else 'false'} (a custom name is "
+                      "kept as typed).")
 
 
 def on_field_change(state: State, section: str, field: str) -> None:
@@ -234,10 +286,8 @@ def on_field_change(state: State, section: str, field: str) -> None:
     if new_text is not None and field in ("bits", "signed"):
         name = get_field(new_text, ("bit_type", "name"))
         if name is not None and _DEFAULT_NAME.match(name):
-            bits = state[field_key(section, "bits")]
-            signed = state[field_key(section, "signed")]
-            new_text = set_field(new_text, ("bit_type", "name"),
-                                 f"{'int' if signed else 'uint'}{bits}")
+            new_text = set_field(new_text, ("bit_type", "name"), default_name(
+                state[field_key(section, "bits")], state[field_key(section, "signed")]))
     if new_text is None:
         state[notice_key(section)] = (f"Could not apply {field} = {value!r} to the "
                                       f"{section} YAML; fix the YAML error first.")
@@ -267,7 +317,7 @@ def load_upload(state: State, name: str, data: bytes) -> tuple[str, str]:
     """Load an uploaded config file's bytes; returns the (level, message) notice."""
     if len(data) > MAX_CONFIG_BYTES:
         return ("error", f"{name} is {len(data):,} bytes; a config may be at most "
-                f"{MAX_CONFIG_BYTES:,} bytes.")
+                f"{CONFIG_UPLOAD_LIMIT} ({MAX_CONFIG_BYTES:,} bytes).")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -6,8 +6,11 @@
 - `split_document(text)`: a whole config document -> one body text per section (comments kept).
 - `join_document(bodies)`: section bodies -> one document the loader reads.
 
-Parsing uses ``yaml.compose`` (SafeLoader) only for node positions; values are validated by
-`quantlib.config_loader`, never here.
+Parsing uses ``yaml.compose`` (a SafeLoader, `_EditLoader`) only for node positions; values are
+validated by `quantlib.config_loader`, never here. Text nested deeper than `MAX_DEPTH` (block or
+flow) is treated as invalid YAML, so a hostile editor text can neither exhaust Python's stack
+(RecursionError) nor keep PyYAML's scanner busy: `get_field` gives None and `set_field` falls
+back to its line rewrite.
 """
 
 from __future__ import annotations
@@ -22,6 +25,25 @@ SECTION_HEADERS = ("weight", "outputs", "activation")
 _PLAIN_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
 _TOP_LEVEL_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:(.*)$")
+MAX_DEPTH = 64  # a config nests 2 levels (bit_type.bits)
+
+
+class _EditLoader(yaml.SafeLoader):
+    """SafeLoader whose composer and scanner stop past `MAX_DEPTH` levels of nesting."""
+
+    def fetch_flow_collection_start(self, TokenClass):
+        if self.flow_level >= MAX_DEPTH:  # the scanner is quadratic in flow depth
+            raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep")
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent, index):
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def format_scalar(value: object) -> str:
@@ -62,8 +84,8 @@ def set_field(text: str, path: tuple[str, ...], value: object) -> str | None:
     """
     scalar = format_scalar(value)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
+        root = _compose_or_raise(text)
+    except (yaml.YAMLError, RecursionError):
         return _set_by_line(text, path[-1], scalar)
     if root is None:
         return _append_lines(text, _render(path, scalar, 0))
@@ -130,10 +152,14 @@ def join_document(bodies: dict[str, str], header: str = "") -> str:
 # --- helpers ----------------------------------------------------------------------------
 
 
+def _compose_or_raise(text: str) -> yaml.Node | None:
+    return yaml.compose(text, Loader=_EditLoader)
+
+
 def _compose(text: str) -> yaml.Node | None:
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
+        return _compose_or_raise(text)
+    except (yaml.YAMLError, RecursionError):
         return None
 
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +49,7 @@ __all__ = [
 # Bump when the architecture, data preprocessing or training recipe changes: old cache files
 # then no longer match and are retrained.
 ARCH_VERSION = "digits-mlp-64-256-128-10-v1"
+MAX_CACHE_FILES = 16  # each is ~200 KB; the least recently used beyond this are deleted
 LINEAR_NAMES = ("fc1", "fc2", "fc3")
 LAYER_SIZES = (64, 256, 128, 10)
 SPLIT_SEED = 0
@@ -216,6 +217,7 @@ def load_or_train_digits_model(seed: int = 0, cache_dir: str | Path | None = Non
         model = train_digits_mlp(train_x, train_y, seed, progress)
         seconds = time.perf_counter() - start
         _save_cached(model, path, seed)
+        _evict_old_cache_files(path.parent)
     if progress is not None:
         progress(1.0, "digits MLP loaded from cache" if from_cache else
                  f"digits MLP trained in {seconds:.1f} s")
@@ -259,7 +261,23 @@ def _load_cached(path: Path) -> nn.Sequential | None:
     except Exception as err:  # noqa: BLE001 - any broken cache file just means "retrain"
         _log.warning("ignoring unusable digits model cache %s (%s); retraining", path, err)
         return None
+    with suppress(OSError):
+        os.utime(path)  # recently used: evicted last
     return model.eval()
+
+
+def _evict_old_cache_files(folder: Path) -> None:
+    """Keep at most `MAX_CACHE_FILES` digits cache files (any seed, any `ARCH_VERSION`) in
+    ``folder``: every new seed trains and writes a file, so without this the folder grows
+    with each seed anyone picks. The least recently used go first; failures are logged."""
+    try:
+        files = [(f.stat().st_mtime_ns, f.name, f)
+                 for f in folder.glob("digits-mlp-*-seed*.safetensors") if f.is_file()]
+        files.sort(reverse=True)
+        for _, _, old in files[MAX_CACHE_FILES:]:
+            old.unlink(missing_ok=True)
+    except OSError as err:
+        _log.warning("could not trim the digits model cache in %s (%s)", folder, err)
 
 
 def _save_cached(model: nn.Module, path: Path, seed: int) -> None:

@@ -11,6 +11,8 @@ The callbacks take the session state as a mapping, so tests call them with a pla
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 import torch
 
@@ -25,6 +27,7 @@ from explorer.data.sources import SOURCE_LABELS, UploadedTensors, weight_candida
 from explorer.data.uploads import UploadError
 
 MAX_UPLOAD_MB = 200  # the uploaders' transport limit (data.uploads checks bytes too)
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # ASCII punctuation: Markdown can escape it
 WEIGHT_TYPES = ["safetensors", "npy", "pt", "pth"]
 INPUT_TYPES = ["npy", "safetensors"]
 
@@ -122,6 +125,14 @@ def _settings_for_upload(state) -> DataSettings:
                         upload_tensor=state[S.data_key("upload_tensor")])
 
 
+def markdown_text(text: str) -> str:
+    """``text`` with every ASCII punctuation character backslash-escaped, so Streamlit's
+    Markdown shows it as written. File names and tensor names come from the uploader (a file
+    may be called ``![x](http://...).npy``, or a safetensors tensor ``**bold** $x$``), and
+    errors and captions quote them."""
+    return _PUNCTUATION.sub(r"\\\1", str(text))
+
+
 # --- sidebar ---------------------------------------------------------------------------------
 
 
@@ -217,7 +228,8 @@ def _render_upload(state) -> None:
                      help=".safetensors, .npy, or .pt/.pth (a tensor or a state dict, read "
                           "without unpickling); at most 200 MB, sides at most 8192.")
     if state.get(DS.UPLOAD_WEIGHT_ERROR):
-        st.error(f"{state[DS.UPLOAD_WEIGHT_ERROR]} — the previous data stays in use.",
+        st.error(f"{markdown_text(state[DS.UPLOAD_WEIGHT_ERROR])} — the previous data stays "
+                 "in use.",
                  icon="🚫")
     weight = state.get(DS.UPLOAD_WEIGHT)
     if weight is None:
@@ -231,7 +243,7 @@ def _render_upload(state) -> None:
                      format_func=lambda n: f"{n} [{candidates[n][0]} × {candidates[n][1]}]",
                      help="Any 2-D tensor of the file; its bias is used when the file has a "
                           "matching '.bias', else the bias is zero.")
-        st.caption(f"Using {weight.filename} (sha256 {weight.digest[:12]}…).")
+        st.caption(f"Using {markdown_text(weight.filename)} (sha256 {weight.digest[:12]}…).")
     st.file_uploader("Calibration inputs (optional)", type=INPUT_TYPES, key=DS.UPLOAD_INPUT_FILE,
                      on_change=on_file_upload, args=(state, "inputs"),
                      max_upload_size=MAX_UPLOAD_MB,
@@ -240,15 +252,15 @@ def _render_upload(state) -> None:
     inputs = state.get(DS.UPLOAD_INPUTS)
     if state.get(DS.UPLOAD_INPUT_ERROR):
         kept = "the previous inputs stay" if inputs is not None else "synthetic inputs stay"
-        st.error(f"{state[DS.UPLOAD_INPUT_ERROR]} — {kept} in use.", icon="🚫")
+        st.error(f"{markdown_text(state[DS.UPLOAD_INPUT_ERROR])} — {kept} in use.", icon="🚫")
     if inputs is not None:
         in_features = _upload_in_features(state)
         try:
             if in_features is not None:
                 rows = sources.input_rows(inputs.tensors, in_features)
-                st.caption(f"Calibrating on {inputs.filename}: {rows} rows.")
+                st.caption(f"Calibrating on {markdown_text(inputs.filename)}: {rows} rows.")
         except UploadError as err:
-            st.error(f"{inputs.filename}: {err}. Upload matching inputs, or use synthetic "
-                     "ones.", icon="🚫")
+            st.error(f"{markdown_text(f'{inputs.filename}: {err}')}. Upload matching inputs, "
+                     "or use synthetic ones.", icon="🚫")
         st.button("Use synthetic inputs instead", key=DS.UPLOAD_FORGET_INPUTS,
                   on_click=forget_upload, args=(state, "inputs"))

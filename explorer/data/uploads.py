@@ -17,9 +17,21 @@ are cast; integer types (int8-int64, uint8-uint64) are cast too, since integer w
 pixel data are still numbers (exact up to 2**24). bool, complex, quantized, sparse, string,
 object and structured data are refused.
 
-Limits: the file size (`MAX_UPLOAD_BYTES`) is checked before parsing and the total number of
-values (`MAX_UPLOAD_ELEMENTS`) before the float32 copy. Every problem raises `UploadError`
-(a ``ValueError``) naming the file and what is accepted.
+Limits, each checked before the step it protects:
+
+- the file size (`MAX_UPLOAD_BYTES`), before anything is parsed;
+- the structure, before the parser runs (`explorer.data.upload_limits`): a ``.safetensors``
+  header of at most `MAX_SAFETENSORS_HEADER` bytes listing at most `MAX_UPLOAD_TENSORS`
+  tensors and `MAX_UPLOAD_ELEMENTS` values (read from the JSON header); a zip-format ``.pt``
+  of at most `MAX_ZIP_ENTRIES` entries (counted in its central directory) whose pickle has at
+  most `MAX_PICKLE_BYTES` bytes and `MAX_PICKLE_OPS` opcodes (walked with
+  ``pickletools.genops``, which executes nothing; the legacy format's pickles too);
+- after loading, before any copy: at most `MAX_UPLOAD_TENSORS` tensors (containers walked at
+  most `MAX_NESTING` deep and `MAX_PICKLE_OPS` items in all), no meta or nested tensor, no
+  tensor larger than the storage it views (an ``expand``-ed view would materialise far more
+  than the file holds), and at most `MAX_UPLOAD_ELEMENTS` values in all.
+
+Every problem raises `UploadError` (a ``ValueError``) naming the file and what is accepted.
 """
 
 from __future__ import annotations
@@ -35,6 +47,15 @@ from pathlib import PurePath
 import numpy as np
 import torch
 
+from explorer.data import upload_limits as limits
+from explorer.data.upload_limits import (
+    ACCEPTED,
+    MAX_UPLOAD_ELEMENTS,
+    UploadError,
+    _first_line,
+    _mib,
+)
+
 __all__ = [
     "ACCEPTED_EXTENSIONS",
     "MAX_UPLOAD_BYTES",
@@ -46,17 +67,10 @@ __all__ = [
 ]
 
 MAX_UPLOAD_BYTES = 200 * 2**20
-MAX_UPLOAD_ELEMENTS = 2**26  # 64 Mi values = 256 MiB as float32
 MAX_NESTING = 16
 ACCEPTED_EXTENSIONS = (".safetensors", ".npy", ".pt", ".pth")
-ACCEPTED = ("a .safetensors file, a .npy array, or a .pt/.pth file saved with torch.save "
-            "(a tensor or a dict of tensors)")
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
                torch.uint16, torch.uint32, torch.uint64)
-
-
-class UploadError(ValueError):
-    """An upload that cannot be used; the message names the file and what is accepted."""
 
 
 def load_tensors(data: bytes, filename: str) -> dict[str, torch.Tensor]:
@@ -82,11 +96,18 @@ def load_tensors(data: bytes, filename: str) -> dict[str, torch.Tensor]:
         raw = _read_torch(data, shown, PurePath(str(filename)).stem or "tensor")
     if not raw:
         raise UploadError(f"{shown}: the file holds no tensors; upload {ACCEPTED}")
+    if len(raw) > limits.MAX_UPLOAD_TENSORS:
+        raise UploadError(f"{shown}: the file holds {len(raw):,} tensors; the limit is "
+                          f"{limits.MAX_UPLOAD_TENSORS:,}")
+    for name, t in raw.items():
+        _check_materialisable(t, f"{shown}: tensor {_shown_tensor(name)}")
     total = sum(t.numel() for t in raw.values())
     if total > MAX_UPLOAD_ELEMENTS:
         raise UploadError(f"{shown}: the file holds {total:,} values; the limit is "
                           f"{MAX_UPLOAD_ELEMENTS:,}")
-    return {name: _to_float32(t, f"{shown}: tensor {name!r}") for name, t in raw.items()}
+    _check_shared_storage(raw, shown)
+    return {name: _to_float32(t, f"{shown}: tensor {_shown_tensor(name)}")
+            for name, t in raw.items()}
 
 
 def pick_weight(tensors: dict[str, torch.Tensor], name: str | None = None) -> torch.Tensor:
@@ -148,6 +169,7 @@ def check_calibration_inputs(x: torch.Tensor, in_features: int) -> torch.Tensor:
 def _read_safetensors(data: bytes, shown: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load
 
+    limits.check_safetensors_header(data, shown, MAX_UPLOAD_ELEMENTS)
     try:
         return dict(load(data))
     except Exception as err:  # noqa: BLE001 - any parse failure is a bad upload
@@ -188,6 +210,8 @@ def _read_npy(data: bytes, shown: str) -> torch.Tensor:
 def _read_torch(data: bytes, shown: str, stem: str) -> dict[str, torch.Tensor]:
     if data.startswith(b"PK"):  # torch.save's zip format (the legacy format is a raw pickle)
         _check_torch_zip(data, shown)
+    else:
+        limits.check_pickles(data, shown, legacy=True)
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise for users
             warnings.simplefilter("ignore")
@@ -209,9 +233,14 @@ def _read_torch(data: bytes, shown: str, stem: str) -> dict[str, torch.Tensor]:
 
 
 def _check_torch_zip(data: bytes, shown: str) -> None:
-    """torch.save writes uncompressed (stored) entries; refuse anything else (zip bombs)."""
+    """torch.save writes uncompressed (stored) entries; refuse anything else (zip bombs).
+
+    The entries are counted in the central directory before `zipfile` reads it, and the
+    pickle is walked (never run) before `torch.load` sees it."""
+    limits.count_zip_entries(data, shown)
     try:
-        infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as err:
         raise UploadError(f"{shown}: not a valid torch.save file: the zip archive is truncated "
                           f"or corrupt ({err}); upload {ACCEPTED}") from None
@@ -221,16 +250,34 @@ def _check_torch_zip(data: bytes, shown: str) -> None:
     if sum(i.file_size for i in infos) > len(data):
         raise UploadError(f"{shown}: the zip entries claim more data than the file holds")
     try:
-        bad = zipfile.ZipFile(io.BytesIO(data)).testzip()  # CRC of every entry
+        bad = archive.testzip()  # CRC of every entry
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         bad = str(err)
     if bad is not None:
         raise UploadError(f"{shown}: not a valid torch.save file: the zip archive is corrupt "
-                          f"({bad} fails its checksum)")
+                          f"({_first_line(ValueError(bad))} fails its checksum)")
+    pickles = [i for i in infos if i.filename.endswith("data.pkl")]
+    if len(pickles) != 1:
+        raise UploadError(f"{shown}: not a valid torch.save file: the zip archive has "
+                          f"{len(pickles)} data.pkl records, not 1; upload {ACCEPTED}")
+    if pickles[0].file_size > limits.MAX_PICKLE_BYTES:
+        raise UploadError(f"{shown}: the file's pickle is {_mib(pickles[0].file_size)}; the "
+                          f"limit is {_mib(limits.MAX_PICKLE_BYTES)} (save only tensors or a dict "
+                          "of tensors)")
+    limits.check_pickles(archive.read(pickles[0]), shown, legacy=False)
 
 
 def _flatten(obj: object, prefix: str, out: dict[str, torch.Tensor], depth: int,
-             shown: str) -> None:
+             shown: str, visited: list[int] | None = None) -> None:
+    """Collect the tensors under dotted names. Shared containers are walked once per
+    reference, so the walk is capped (`MAX_PICKLE_OPS` items): a list holding the same list
+    twice, 16 levels deep, is a few opcodes but 65,536 paths."""
+    visited = [0] if visited is None else visited
+    visited[0] += 1
+    if visited[0] > limits.MAX_PICKLE_OPS or len(out) > limits.MAX_UPLOAD_TENSORS:
+        cap = min(limits.MAX_PICKLE_OPS, limits.MAX_UPLOAD_TENSORS)
+        raise UploadError(f"{shown}: the containers hold more than {cap:,} items or tensors "
+                          "(counting each shared container once per reference)")
     if depth > MAX_NESTING:
         raise UploadError(f"{shown}: containers nest deeper than {MAX_NESTING} levels")
     if isinstance(obj, torch.Tensor):
@@ -243,10 +290,48 @@ def _flatten(obj: object, prefix: str, out: dict[str, torch.Tensor], depth: int,
     else:  # numbers, strings, None: metadata such as an epoch count
         return
     for key, value in items:
-        _flatten(value, f"{prefix}.{key}" if prefix else key, out, depth + 1, shown)
+        _flatten(value, f"{prefix}.{key}" if prefix else key, out, depth + 1, shown, visited)
 
 
 # --- checks ----------------------------------------------------------------------------------
+
+
+def _check_materialisable(t: torch.Tensor, what: str) -> None:
+    """Refuse tensors that hold no data (meta), that numel/layout checks cannot handle
+    (nested), or that view a storage smaller than themselves: ``torch.zeros(1).expand(n)``
+    saves 4 bytes of data yet copies to ``4 * n`` bytes."""
+    if t.is_nested:
+        raise UploadError(f"{what}: nested tensors are not accepted; save each tensor on its "
+                          "own")
+    if t.is_meta or t.device.type != "cpu":
+        raise UploadError(f"{what}: a {t.device.type} tensor holds no values here; save a CPU "
+                          "tensor with data (t.cpu())")
+    if t.layout != torch.strided:
+        return  # refused with its layout by _to_float32
+    needed = t.numel() * t.element_size()
+    available = t.untyped_storage().nbytes()
+    if needed > available:
+        raise UploadError(f"{what}: shape {list(t.shape)} views only {available:,} bytes of "
+                          f"data (a broadcast or expand-ed view); it would take "
+                          f"{needed:,} bytes. Save t.contiguous() or t.clone()")
+
+
+def _check_shared_storage(raw: dict[str, torch.Tensor], shown: str) -> None:
+    """Refuse views that reuse the same data many times: the float32 copies may take at most
+    4x the bytes the file's storages hold (an int8 file, cast), plus 1 MiB. 1,000 float16
+    views of one 128 KiB storage would otherwise copy to 256 MiB."""
+    stored: dict[int, int] = {}
+    for t in raw.values():
+        if t.layout == torch.strided:
+            storage = t.untyped_storage()
+            stored[storage.data_ptr()] = max(stored.get(storage.data_ptr(), 0),
+                                             storage.nbytes())
+    held = sum(stored.values())
+    needed = 4 * sum(t.numel() for t in raw.values())
+    if needed > 4 * held + 2**20:
+        raise UploadError(f"{shown}: the tensors view the same data many times: as float32 "
+                          f"they would take {_mib(needed)} from {_mib(held)} of data. Save "
+                          "each tensor once (t.clone())")
 
 
 def _to_float32(t: torch.Tensor, what: str) -> torch.Tensor:
@@ -280,7 +365,7 @@ def _check_finite(t: torch.Tensor, what: str) -> None:
 
 
 def _listing(tensors: dict[str, torch.Tensor], limit: int = 20) -> str:
-    parts = [f"{n} {list(t.shape)}" for n, t in list(tensors.items())[:limit]]
+    parts = [f"{_shorten(n)} {list(t.shape)}" for n, t in list(tensors.items())[:limit]]
     if len(tensors) > limit:
         parts.append(f"... ({len(tensors) - limit} more)")
     return ", ".join(parts)
@@ -291,10 +376,9 @@ def _shown_name(filename: object) -> str:
     return repr(name if len(name) <= 80 else f"{name[:77]}...")
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:200]
+def _shorten(name: str, limit: int = 80) -> str:
+    return name if len(name) <= limit else f"{name[:limit - 3]}..."
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
+def _shown_tensor(name: str) -> str:
+    return repr(_shorten(name))

@@ -17,7 +17,7 @@ import streamlit as st
 from explorer.compare import state as CS
 from explorer.compare.runs import parse_entry
 from explorer.core import state as S
-from explorer.core.formatting import CHART_CONFIG
+from explorer.core.formatting import CHART_CONFIG, delta_style, format_change, format_fixed
 from explorer.core.panel import run_with_progress
 from explorer.data import panel as data_panel
 from explorer.model import cache as model_cache
@@ -29,6 +29,35 @@ from quantlib.config_loader import ConfigError, load_config_from_yaml
 logger = logging.getLogger("explorer")
 
 CURRENT_LABEL = "current config"
+PP_HELP = ("pp = percentage points: the plain difference of two percentages (97.2 % → 95.1 % "
+           "is a drop of 2.1 pp).")
+# The per-layer table's columns: a short label (so every column fits at 1024 px) and help.
+LAYER_COLUMNS = {
+    "layer": ("layer", "The Linear layer of the MLP (fc1 first)."),
+    "shape (out x in)": ("shape", "Weight shape: output features × input features."),
+    "weight QSNR (dB)": ("W QSNR (dB)", "Weight QSNR: 10·log10(signal / error power). "
+                         "Higher is better; 8 bits is typically 35-45 dB."),
+    "output QSNR (dB)": ("out QSNR (dB)", "This layer's own output error: its quantized "
+                         "output against fp32 on the same input. Higher is better."),
+    "accumulated output QSNR (dB)": ("accum. QSNR (dB)", "The output against the fp32 "
+                                     "model's, so it includes every error upstream."),
+    "weight clipped (%)": ("W clip %", "Share of weights clamped beyond the clip range (by "
+                           "over half a step). Near 0 is usual."),
+    "output clipped (%)": ("out clip %", "Share of outputs clamped beyond the clip range."),
+    "input QSNR (dB)": ("in QSNR (dB)", "Input activation QSNR (activation section on)."),
+    "input clipped (%)": ("in clip %", "Share of input activations clamped."),
+    "accuracy, only this layer quantized (%)": ("alone acc. %", "Top-1 accuracy with only "
+                                                "this layer quantized: the layer's "
+                                                "sensitivity. Close to fp32 is good."),
+}
+COMPARE_COLUMNS = {
+    "config": ("config", "Where the config comes from: the editors, the Compare tab or a "
+               "preset."),
+    "fp32 (%)": ("fp32 %", "Top-1 accuracy of the unquantized model (the same for every row)."),
+    "quantized (%)": ("quantized %", "Top-1 accuracy with every Linear quantized. Higher "
+                      "is better."),
+    "drop (pp)": ("drop (pp)", "fp32 minus quantized accuracy. " + PP_HELP),
+}
 
 
 def render_whole_model(state, configs: dict | None, has_errors: bool) -> None:
@@ -84,12 +113,16 @@ def render_summary(summary: WholeModelSummary) -> None:
     cards = st.columns(3)
     cards[0].metric("fp32 accuracy", format_accuracy(summary.fp32_accuracy),
                     help=f"top-1 on {summary.num_eval_rows} held-out images")
+    change = -100 * summary.accuracy_drop
     cards[1].metric("Quantized accuracy", format_accuracy(summary.quantized_accuracy),
-                    delta=f"{-100 * summary.accuracy_drop:+.1f} pp",
-                    help="every Linear quantized with the current configs")
-    cards[2].metric("Accuracy drop", f"{100 * summary.accuracy_drop:.1f} pp",
-                    help="fp32 minus quantized, in percentage points")
-    st.dataframe(model_view.layer_table(summary), hide_index=True, key="model.layer_table")
+                    delta=format_change(change, 1, "pp"), **delta_style(change, 1),
+                    help="Every Linear quantized with the current configs; the delta is the "
+                         "change from fp32. " + PP_HELP)
+    cards[2].metric("Accuracy drop", f"{format_fixed(100 * summary.accuracy_drop, 1)} pp",
+                    help="fp32 minus quantized accuracy. Under 1 pp is a good 8-bit result. "
+                         + PP_HELP)
+    st.dataframe(model_view.layer_table(summary), hide_index=True, key="model.layer_table",
+                 column_config=_column_config(LAYER_COLUMNS), width="stretch")
     st.caption("Output QSNR: each layer's own error (its quantized output against fp32 on the "
                "same input); accumulated: against the fp32 model's output of that layer, so it "
                "includes every error upstream. Clipped: values clamped beyond half a step.")
@@ -128,7 +161,9 @@ def render_comparison(state, seed: int, current: WholeModelSummary | None) -> No
         state[MS.MODEL_COMPARE_WIDGET] = [p for p in state.get(MS.MODEL_COMPARE, [])
                                          if p in presets]
     st.multiselect("Presets to compare too (configs/*.yaml)", presets,
-                   key=MS.MODEL_COMPARE_WIDGET, on_change=_store_compare, args=(state,))
+                   key=MS.MODEL_COMPARE_WIDGET, on_change=_store_compare, args=(state,),
+                   help="Each picked preset is applied to every Linear and added to the "
+                        "table and chart below (a fraction of a second each).")
     for name in state[MS.MODEL_COMPARE_WIDGET]:
         try:
             configs = load_config_from_yaml(S.PRESET_DIR / name)
@@ -142,9 +177,12 @@ def render_comparison(state, seed: int, current: WholeModelSummary | None) -> No
         return
     st.dataframe([{"config": label, "fp32 (%)": round(100 * s.fp32_accuracy, 1),
                    "quantized (%)": round(100 * s.quantized_accuracy, 1),
-                   "drop (pp)": round(100 * s.accuracy_drop, 1), "settings": described}
-                  for label, s, described in rows],
-                 hide_index=True, key="model.compare_table")
+                   "drop (pp)": round(100 * s.accuracy_drop, 1) + 0.0}  # no "-0.0"
+                  for label, s, _ in rows],
+                 hide_index=True, key="model.compare_table",
+                 column_config=_column_config(COMPARE_COLUMNS), width="stretch")
+    st.markdown("\n".join(f"- **{label}**: {described or 'the editors (Single layer tab)'}"
+                          for label, _, described in rows))
     st.plotly_chart(model_view.make_accuracy_comparison_figure([r[:2] for r in rows]),
                     key="chart.model_compare", config=CHART_CONFIG, width="stretch")
 
@@ -153,6 +191,11 @@ def _append_run(rows: list, label: str, configs: dict, seed: int) -> None:
     summary = compute_whole_model(configs, seed, sensitivity=False, label=label)
     if summary is not None:
         rows.append((label, summary, model_view.describe_configs(configs)))
+
+
+def _column_config(columns: dict) -> dict:
+    return {name: st.column_config.Column(label, help=help_text)
+            for name, (label, help_text) in columns.items()}
 
 
 def _store_compare(state) -> None:

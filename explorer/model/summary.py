@@ -168,40 +168,74 @@ def make_layer_qsnr_figure(summary: WholeModelSummary) -> go.Figure:
     return fig
 
 
+REFERENCE_LINES = (("fp32", "dash", "rgba(60, 60, 60, 0.9)"),
+                   ("all layers quantized", "dot", "#d62728"))
+ACCURACY_CEILING = 100.0  # the accuracy axes stop at 100 %: no room is needed above the bars
+
+
+def _accuracy_axis_range(values: Sequence[float]) -> list[float]:
+    """[low, 100]: 5 points below the lowest accuracy (at least 0), up to exactly 100 %."""
+    low = min(values, default=ACCURACY_CEILING)
+    return [max(0.0, low - 5.0), ACCURACY_CEILING]
+
+
+def _add_reference_line(fig: go.Figure, value: float, label: str, dash: str,
+                        color: str) -> None:
+    """A dashed horizontal line across the plot at ``value`` %, named in the legend (not an
+    annotation on the plot, which would sit on the bars' labels)."""
+    fig.add_hline(y=value, line_dash=dash, line_color=color, line_width=1.5)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{label}: {value:.1f} %",
+                             line={"dash": dash, "color": color, "width": 1.5},
+                             hoverinfo="skip"))
+
+
+def _labelled_axis(fig: go.Figure, names: Sequence[str], values: Sequence[float]) -> None:
+    """Each bar's value under its name on the category axis (``fc1<br>96.9 %``): a label
+    there can never sit on a bar or a reference line, at any height."""
+    fig.update_xaxes(tickmode="array", tickvals=list(names),
+                     ticktext=[f"{n}<br>{v:.1f} %" for n, v in zip(names, values)])
+
+
 def make_sensitivity_figure(summary: WholeModelSummary) -> go.Figure:
-    """Bars: top-1 accuracy with only that layer quantized; dashed lines: fp32 and all layers
-    quantized. Accuracies in %."""
+    """Bars: top-1 accuracy with only that layer quantized, each value written under its
+    layer's name on the axis; lines: fp32 and all layers quantized, named in the legend below
+    the plot (no labels on the plot, so nothing overlaps). Accuracies in %, the axis ends at
+    100 %."""
     names = list(summary.sensitivity)
     values = [100 * summary.sensitivity[n] for n in names]
     fig = go.Figure(go.Bar(x=names, y=values, name="only this layer quantized",
-                           text=[f"{v:.1f} %" for v in values], textposition="outside"))
-    for value, label, dash, where in (
-            (summary.fp32_accuracy, "fp32", "dash", "top left"),
-            (summary.quantized_accuracy, "all layers quantized", "dot", "bottom right")):
-        fig.add_hline(y=100 * value, line_dash=dash, annotation_position=where,
-                      annotation_text=f"{label}: {100 * value:.1f} %")
-    low = min(values + [100 * summary.quantized_accuracy, 100 * summary.fp32_accuracy])
+                           marker_color="#1f77b4",
+                           hovertemplate="only %{x} quantized: %{y:.1f} %<extra></extra>"))
+    _labelled_axis(fig, names, values)
+    references = (100 * summary.fp32_accuracy, 100 * summary.quantized_accuracy)
+    for value, (label, dash, color) in zip(references, REFERENCE_LINES):
+        _add_reference_line(fig, value, label, dash, color)
     fig.update_layout(title="Sensitivity: accuracy with only one layer quantized",
                       xaxis_title="quantized layer", yaxis_title="top-1 accuracy (%)",
-                      yaxis_range=[max(0.0, low - 5.0), 102.0], margin={"t": 50},
-                      showlegend=False)
+                      yaxis_range=_accuracy_axis_range([*values, *references]),
+                      margin={"t": 50}, showlegend=True,
+                      legend={"orientation": "h", "y": -0.3})
     return fig
 
 
 def make_accuracy_comparison_figure(rows: Sequence[tuple[str, WholeModelSummary]]) -> go.Figure:
-    """Side-by-side bars of each labelled summary's quantized accuracy, with the fp32 accuracy
-    (the same model for every row) as a dashed line."""
+    """Side-by-side bars of each labelled summary's quantized accuracy (the value under each
+    label on the axis), with the fp32 accuracy (the same model for every row) as a dashed line
+    named in the legend. The axis ends at 100 %."""
     labels = [label for label, _ in rows]
     values = [100 * s.quantized_accuracy for _, s in rows]
-    fig = go.Figure(go.Bar(x=labels, y=values, text=[f"{v:.1f} %" for v in values],
-                           textposition="outside", name="quantized"))
+    fig = go.Figure(go.Bar(x=labels, y=values, name="quantized",
+                           hovertemplate="%{x}: %{y:.1f} %<extra></extra>"))
+    _labelled_axis(fig, labels, values)
+    references = []
     if rows:
-        fig.add_hline(y=100 * rows[0][1].fp32_accuracy, line_dash="dash",
-                      annotation_text=f"fp32: {100 * rows[0][1].fp32_accuracy:.1f} %")
-    low = min(values, default=100.0)
+        references.append(100 * rows[0][1].fp32_accuracy)
+        label, dash, color = REFERENCE_LINES[0]
+        _add_reference_line(fig, references[0], label, dash, color)
     fig.update_layout(title="Whole-model top-1 accuracy per config", xaxis_title="config",
-                      yaxis_title="top-1 accuracy (%)", yaxis_range=[max(0.0, low - 5.0), 102.0],
-                      margin={"t": 50}, showlegend=False)
+                      yaxis_title="top-1 accuracy (%)",
+                      yaxis_range=_accuracy_axis_range([*values, *references]),
+                      margin={"t": 50}, showlegend=True, legend={"orientation": "h", "y": -0.35})
     return fig
 
 

@@ -22,7 +22,7 @@ from explorer.core.pipeline import DataSettings
 from explorer.data import sources, synthetic
 from explorer.data.digits import LINEAR_NAMES
 from quantlib.config_loader import parse_section
-from quantlib.errors import ConfigError
+from quantlib.errors import ConfigError, show_value
 
 PARAM = "s"
 VERSION = 1
@@ -31,6 +31,7 @@ MAX_STATE_BYTES = 64 * 1024
 EDITORS = ("weight", "outputs", "activation")
 MAX_FLOW_DEPTH = 16
 MAX_NODES = 256
+MAX_MESSAGE_CHARS = 400  # an error quotes at most this much of what the link says
 # ``bit_type.name`` is free text to the loader, and the app shows it as Markdown (Teach tab) and
 # in plot titles (Plotly reads a little HTML): a link, which puts it on someone else's page,
 # may carry plain labels only (int8, uint4, my_format, fp8-e4m3).
@@ -88,19 +89,42 @@ def decode_state(params: dict[str, str]) -> SharedState:
     if not isinstance(token, str) or len(token) > MAX_PARAM_CHARS:
         raise ShareError(f"the link's state is over {MAX_PARAM_CHARS:,} characters")
     try:
-        packed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        # strict base64url (no stray characters) and one complete zlib stream, nothing after
+        packed = base64.b64decode((token + "=" * (-len(token) % 4)).translate(_URLSAFE),
+                                  validate=True)
         inflater = zlib.decompressobj()
         raw = inflater.decompress(packed, MAX_STATE_BYTES + 1)
         if len(raw) > MAX_STATE_BYTES or inflater.unconsumed_tail:
             raise ShareError(f"the link's state unpacks to over {MAX_STATE_BYTES:,} bytes")
+        if not inflater.eof or inflater.unused_data:
+            raise ShareError("the link is damaged (its state is cut short or followed by "
+                             "extra data)")
         text = raw.decode("utf-8")
     except (binascii.Error, ValueError, zlib.error, UnicodeDecodeError) as err:
         if isinstance(err, ShareError):
             raise
         raise ShareError("the link is damaged (its state is not valid encoded data)") from None
-    doc = _load_yaml(text)
-    if not isinstance(doc, dict) or doc.get("v") != VERSION:
-        raise ShareError(f"the link's state is not a version-{VERSION} explorer state")
+    try:
+        return _decode_document(_load_yaml(text))
+    except ShareError as err:  # values quoted from the link are shortened, and so is the whole
+        message = str(err)
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[:MAX_MESSAGE_CHARS - 3] + "..."
+        raise ShareError(message) from None
+
+
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+def _decode_document(doc: object) -> SharedState:
+    if not isinstance(doc, dict):
+        raise ShareError(f"a link holds a mapping of the explorer's state (v, weight, outputs, "
+                         f"activation, data), not {_kind(doc)}")
+    version = doc.get("v")
+    if type(version) is not int or version != VERSION:  # not true or 1.0, which equal 1
+        said = "has no version 'v'" if "v" not in doc else f"is version {show_value(version, 40)}"
+        raise ShareError(f"the link's state {said}; this explorer opens version {VERSION} "
+                         f"links only")
     texts = {}
     for name in EDITORS:
         value = doc.get(name)
@@ -113,9 +137,20 @@ def decode_state(params: dict[str, str]) -> SharedState:
         texts[name] = value
     enabled = doc.get("activation_enabled")
     if enabled is not None and not isinstance(enabled, bool):
-        raise ShareError(f"the link's activation_enabled must be true or false, got {enabled!r}")
+        raise ShareError(f"the link's activation_enabled must be true or false, got "
+                         f"{show_value(enabled, 40)}")
     return SharedState(texts["weight"], texts["outputs"], texts["activation"],
                        _settings(doc.get("data")), enabled)
+
+
+def _kind(value: object) -> str:
+    """'a list', 'the text ...', 'nothing': what a link's document is, for a message."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return f"the text {show_value(value, 40)}"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def _check_text(text: str, name: str, whose: str) -> None:
@@ -131,12 +166,24 @@ def _check_text(text: str, name: str, whose: str) -> None:
 
 class _StateLoader(yaml.SafeLoader):
     """SafeLoader for the link's outer document: no aliases (no alias bombs), at most
-    `MAX_FLOW_DEPTH` levels of [ ] / { } (PyYAML's scanner is quadratic in that nesting) and at
-    most `MAX_NODES` nodes (a real state has about 20), so a hostile link stops early."""
+    `MAX_FLOW_DEPTH` levels of [ ] / { } (PyYAML's scanner is quadratic in that nesting), at
+    most `MAX_NODES` nodes (a real state has about 20), so a hostile link stops early, and no
+    duplicate keys (which would let a link show one value and use another)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in seen:
+                raise ShareError(f"the link's state repeats the key "
+                                 f"{show_value(str(key), 40)}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
     def fetch_flow_collection_start(self, TokenClass):
         if self.flow_level >= MAX_FLOW_DEPTH:
-            raise yaml.YAMLError(f"nested more than {MAX_FLOW_DEPTH} levels deep")
+            raise ShareError(f"the link's state is nested more than {MAX_FLOW_DEPTH} levels "
+                             f"deep")
         super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent, index):
@@ -144,7 +191,8 @@ class _StateLoader(yaml.SafeLoader):
             raise yaml.YAMLError("aliases are not allowed")
         self._nodes = getattr(self, "_nodes", 0) + 1
         if self._nodes > MAX_NODES:
-            raise yaml.YAMLError(f"more than {MAX_NODES} values")
+            raise ShareError(f"the link's state holds more than {MAX_NODES} values (a state "
+                             f"has about 20)")
         return super().compose_node(parent, index)
 
 
@@ -159,6 +207,8 @@ def _load_yaml(text: str) -> object:
     try:
         loader = _StateLoader(text)  # its reader already rejects control characters
         return loader.get_single_data()
+    except ShareError:
+        raise
     except Exception:  # noqa: BLE001 - whatever PyYAML raises, the link is unreadable
         raise ShareError("the link's state is not valid YAML") from None
     finally:
@@ -178,17 +228,18 @@ def _settings(data: object) -> DataSettings:
     fields = {f.name: f for f in dataclasses.fields(DataSettings)}
     unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
-        raise ShareError(f"unknown data setting(s) {', '.join(unknown)}; "
-                         f"valid: {', '.join(fields)}")
+        shown = ", ".join(show_value(name, 40) for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise ShareError(f"unknown data setting(s) {shown}{more}; valid: {', '.join(fields)}")
     values = {}
     for name, value in data.items():
         default = fields[name].default
         if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ShareError(f"data setting {name} must be an integer, got {value!r}")
+            raise ShareError(f"data setting {name} must be an integer, got {show_value(value, 40)}")
         if isinstance(default, str) and not isinstance(value, str):
-            raise ShareError(f"data setting {name} must be text, got {value!r}")
+            raise ShareError(f"data setting {name} must be text, got {show_value(value, 40)}")
         if name in _SETTING_CHOICES and value not in _SETTING_CHOICES[name]:
-            raise ShareError(f"data setting {name} {value!r} is not one of "
+            raise ShareError(f"data setting {name} {show_value(value, 40)} is not one of "
                              f"{', '.join(_SETTING_CHOICES[name])}")
         values[name] = value
     settings = DataSettings(**values)

@@ -17,10 +17,14 @@ from collections.abc import MutableMapping
 
 import streamlit as st
 
+from explorer.compare import cache as compare_cache
+from explorer.compare import state as CS
+from explorer.compare.runs import SWEEP_BITS, parse_entry
 from explorer.core import state as S
 from explorer.core.pipeline import DataSettings, SampleData, build_layer
 from explorer.data import cache as data_cache
 from explorer.data import state as DS
+from explorer.model import cache as model_cache
 from explorer.share import state as SS
 from explorer.share.export import export_layer
 from explorer.share.link import PARAM, SharedState, ShareError, decode_state, encode_state
@@ -127,8 +131,10 @@ def render_share_export(state: MutableMapping, configs: dict | None, settings: D
         result, figures = computed
         yaml_text = S.document_text(state)
         stem = "quant_report"
+        uploads = DS.session_uploads(st.session_state)
+        extras = report_extras(state, configs, settings, uploads)  # cache lookups only
         st.download_button("HTML report", data=lambda: build_report_html(
-            result, yaml_text, "Quantization explorer report", figures),
+            result, yaml_text, "Quantization explorer report", figures, **extras),
             file_name=f"{stem}.html", mime="text/html", key=DOWNLOAD_KEYS["html"],
             on_click="ignore", width="stretch",
             help="One standalone page: metrics, every interactive plot and the YAML.")
@@ -140,7 +146,6 @@ def render_share_export(state: MutableMapping, configs: dict | None, settings: D
                               file_name="metrics.csv", mime="text/csv",
                               key=DOWNLOAD_KEYS["csv"], on_click="ignore", width="stretch")
         # cached; captured so the click needs no session
-        uploads = DS.session_uploads(st.session_state)
         data = data_cache.sample_data(settings, uploads)
         layer = results.lookup_layer(configs, settings, uploads)
         st.download_button("Quantized weights (.safetensors)", data=lambda: safetensors_bytes(
@@ -148,6 +153,25 @@ def render_share_export(state: MutableMapping, configs: dict | None, settings: D
             file_name="quant_layer.safetensors", mime="application/octet-stream",
             key=DOWNLOAD_KEYS["safetensors"], on_click="ignore", width="stretch",
             help="Integer codes, scales, zero points and bias; the YAML is in the metadata.")
+
+
+def report_extras(state: MutableMapping, configs: dict, settings: DataSettings,
+                  uploads) -> dict:
+    """The Compare and Whole model results already computed for the current state (looked up
+    in their caches, never computed here), as `build_report_html`'s optional arguments."""
+    runs, sweeps = {}, {}
+    for name, text in state.get(CS.COMPARE_ENTRIES) or ():
+        entry = parse_entry(name, text)
+        if entry.configs is None:
+            continue
+        run = compare_cache.lookup_compare(entry.configs, settings, None, uploads)
+        sweep = compare_cache.lookup_compare(entry.configs, settings, SWEEP_BITS, uploads)
+        if run is not None:
+            runs[name] = run
+        if sweep is not None:
+            sweeps[name] = sweep
+    model = model_cache.lookup_whole_model(configs, settings.seed)  # the tab's seed
+    return {"compare_runs": runs or None, "compare_sweeps": sweeps or None, "model": model}
 
 
 def _render_link(state: MutableMapping) -> None:
@@ -159,7 +183,8 @@ def _render_link(state: MutableMapping) -> None:
     token = params[PARAM]
     if st.query_params.get(PARAM) != token:
         st.query_params[PARAM] = token  # the address bar is always the current state's link
-    st.caption("The address bar holds this state's link; copy it, or this:")
+    st.caption("The address bar already holds this state's link. Or copy it here (the copy "
+               "button sits at the right of the box):")
     st.code(link_url(getattr(st.context, "url", None), token), language=None,
-            wrap_lines=True)
+            wrap_lines=False)  # one line that scrolls, not a 30-line block
 

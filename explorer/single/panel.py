@@ -12,19 +12,19 @@ import logging
 import streamlit as st
 
 from explorer.core import state as S
-from explorer.core.formatting import CHART_CONFIG, format_config_error, format_metric, format_qsnr
+from explorer.core.formatting import CHART_CONFIG, format_config_error
 from explorer.core.panel import run_with_progress
-from explorer.core.pipeline import TENSOR_TITLES, DataSettings, PipelineResult
+from explorer.core.pipeline import TENSOR_TITLES, DataSettings, PipelineResult, config_key
 from explorer.data import panel as data_panel
 from explorer.data import state as DS
 from explorer.data import synthetic
-from explorer.single import results
-from quantlib.config_loader import MAX_CONFIG_BYTES
+from explorer.single import metrics, results
+from explorer.single import state as SS
 from quantlib.quant_config import CALIBRATION_MODES, OBSERVER_TYPES, QUANTIZATION_METHODS
 
 logger = logging.getLogger("explorer")
 
-EDITOR_HEIGHT = 300
+EDITOR_HEIGHT = 240
 FIELD_LABELS = {
     "observer_type": "Observer",
     "bits": "Bits",
@@ -47,8 +47,7 @@ def render_sidebar(state) -> DataSettings:
                      args=(state,), help="Load a YAML preset from configs/ into the editors.")
         st.file_uploader("Upload a YAML config", type=["yaml", "yml"], key=S.UPLOAD,
                          on_change=S.on_upload, args=(state,), max_upload_size=1,
-                         help=f"At most {MAX_CONFIG_BYTES // 1024} KiB; read with the config "
-                              "loader only.")
+                         help=S.CONFIG_UPLOAD_HELP)
         st.download_button("Download current YAML", data=S.document_text(state),
                            file_name="quant_config.yaml", mime="application/x-yaml",
                            key=S.DOWNLOAD, on_click="ignore", width="stretch")
@@ -83,6 +82,27 @@ def render_sidebar(state) -> DataSettings:
 # --- editors ------------------------------------------------------------------------------
 
 
+START_HERE = (
+    "**Start here:** one 768 × 768 `nn.Linear`, quantized with the configs below and run on "
+    "held-out inputs. **QSNR**: higher is better, ~6 dB per bit (8-bit ≈ 40–50 dB, 4-bit ≈ "
+    "20 dB). **Try:** weight *Bits* → 4 and read the cards' deltas; *Granularity* → "
+    "`layer_wise` (one scale per tensor instead of one per channel); sidebar *Weight source* "
+    "→ “Outlier channels”, then compare MinMax with Percentile."
+)
+
+
+def render_start_here(state) -> None:
+    """A short orientation strip above the editors, until the user dismisses it."""
+    if state.get(SS.START_HIDDEN):
+        return
+    text, button = st.columns([12, 1], vertical_alignment="center")
+    text.info(START_HERE)
+    button.button("✕", key="single.start_dismiss", help="Hide this introduction",
+                  on_click=lambda: state.__setitem__(SS.START_HIDDEN, True))
+
+
+
+
 def render_editors(state) -> tuple[dict | None, bool]:
     """YAML editors (+ field widgets) for each enabled section.
 
@@ -93,7 +113,10 @@ def render_editors(state) -> tuple[dict | None, bool]:
     sections = S.enabled_sections(state)
     configs: dict = {"activation": None}
     valid = True
-    for section, column in zip(sections, st.columns(len(sections))):
+    # Two editors per row at most: three side by side cramp the field widgets (selectboxes
+    # cut to "MinmaxOb", the +/- buttons of the number inputs hidden) even at 1400 px.
+    columns = [column for _ in range(0, len(sections), 2) for column in st.columns(2)]
+    for section, column in zip(sections, columns):
         with column:
             config = render_section_editor(state, section)
         valid = valid and config is not None
@@ -143,7 +166,7 @@ def _render_field_widgets(state, section: str) -> None:
     st.selectbox(FIELD_LABELS["calibration_mode"], CALIBRATION_MODES,
                  **common("calibration_mode"))
     observer = state[key("observer_type")]
-    st.number_input(FIELD_LABELS["percentile_alpha"], min_value=0.5, max_value=1.0,
+    st.number_input(FIELD_LABELS["percentile_alpha"], min_value=0.500001, max_value=1.0,
                     step=0.0001, format="%.6f", disabled=observer != "PercentileObserver",
                     help="Used by PercentileObserver", **common("percentile_alpha"))
     st.number_input(FIELD_LABELS["kl_bins"], min_value=16, max_value=65536, step=128,
@@ -186,7 +209,7 @@ def render_results(computed, stale: bool, has_errors: bool) -> None:
                    "config; your edits are kept.", icon="⏸️")
     result, figures = computed
     try:
-        render_metric_cards(result)
+        render_metric_cards(result, st.session_state)
         render_figures(result, figures)
     except Exception:  # noqa: BLE001 - the page must never show a traceback
         logger.exception("drawing the results failed")
@@ -194,49 +217,72 @@ def render_results(computed, stale: bool, has_errors: bool) -> None:
                  icon="🚫")
 
 
-def render_metric_cards(result: PipelineResult) -> None:
-    """One row of metric cards per tensor: QSNR, MSE, cosine, clip %, compression."""
-    for name, tensor in result.tensors.items():
-        stats = tensor.statistics or {}
-        title = TENSOR_TITLES[name]
-        cards = [
-            (f"{title} QSNR", format_qsnr(stats.get("qsnr")),
-             "10·log10(Σx² / Σ(x − x̂)²) over the evaluation data"),
-            (f"{title} MSE", format_metric("mse", stats.get("mse")), None),
-            (f"{title} cosine", format_metric("cosine_similarity",
-                                              stats.get("cosine_similarity")), None),
-            (f"{title} clipped", format_metric("clip_fraction", stats.get("clip_fraction")),
-             "share of values clamped beyond the clip range (by more than half a step)"),
-            (f"{title} compression", format_metric(
-                "compression_ratio", tensor.memory.get("compression_ratio")),
-             "fp32 bytes / (packed codes + qparams)"),
-        ]
-        for column, (label, value, help_text) in zip(st.columns(len(cards)), cards):
-            column.metric(label, value, help=help_text)
-        if tensor.statistics is None:
-            st.caption(f"{title}: profiling is off (`enable_profiler: false`).")
+def render_metric_cards(result: PipelineResult, state) -> None:
+    """One row of metric cards per tensor: QSNR, MSE, cosine, clip %, compression, each with
+    its change since the previous (different) result of this session."""
+    cards = metrics.metric_cards(result)
+    key = (config_key({n: t.config for n, t in result.tensors.items()}), result.settings)
+    current = state.get(SS.CURRENT_METRICS)
+    if current is None or current[0] != key:  # a new result: the old one becomes "previous"
+        state[SS.PREVIOUS_METRICS] = current
+        state[SS.CURRENT_METRICS] = current = (key, metrics.card_values(cards))
+    previous = state.get(SS.PREVIOUS_METRICS)
+    before = {} if previous is None else previous[1]
+    for name, row in cards.items():
+        for column, card in zip(st.columns(len(row)), row):
+            column.metric(card.label, card.text, metrics.card_delta(card, before.get(card.label)),
+                          delta_color=metrics.delta_color(card), help=card.help)
+        if result.tensors[name].statistics is None:
+            st.caption(f"{TENSOR_TITLES[name]}: profiling is off (`enable_profiler: false`).")
 
 
-def render_figures(result: PipelineResult, figures: dict) -> None:
-    """Histograms, error maps, per-channel views and profiling, one row each."""
+RESULT_VIEWS = ("Histograms", "Error maps", "Per channel", "Profiling")
+VIEW_HELP = {
+    "Histograms": "fp32 values against their dequantized copies; the dashed lines are the "
+                  "clip range, grey lines the quantization grid (up to 6 bits).",
+    "Error maps": "Mean |x − x̂| per block of the weight (output channel × input feature) "
+                  "and of the output (evaluation sample × output channel).",
+    "Per channel": "QSNR and clip range of each channel (`channel_wise` gives each its own "
+                   "scale; `layer_wise` one for all): the weak channels stand out.",
+    "Profiling": "Where the time went and how many bytes the quantized tensors take.",
+}
+
+
+def render_figures(result: PipelineResult, figures) -> None:
+    """One view at a time (lazy tabs): only the open view's figures are built and sent."""
     names = list(result.tensors)
-    rows = [
-        ("Histograms", [f"{n}_histogram" for n in names]),
-        ("Error maps", [f"{n}_error" for n in names]),
-        ("Per channel: QSNR and clip range", [f"{n}_channels" for n in names]),
-        ("Profiling", ["timing", "memory"]),
-    ]
-    for heading, keys in rows:
-        keys = [k for k in keys if k in figures]
-        if not keys:
+    keys = {
+        "Histograms": [f"{n}_histogram" for n in names],
+        "Error maps": [f"{n}_error" for n in names],
+        "Per channel": [f"{n}_channels" for n in names],
+        "Profiling": ["timing", "memory"],
+    }
+    tabs = st.tabs(list(RESULT_VIEWS), key=SS.RESULT_VIEW, on_change="rerun")
+    for tab, view in zip(tabs, RESULT_VIEWS):
+        if not tab.open:
             continue
-        st.subheader(heading)
-        for column, key in zip(st.columns(len(keys)), keys):
-            with column:
-                st.plotly_chart(figures[key], key=f"chart.{key}", config=CHART_CONFIG,
-                                width="stretch")
-                if key.endswith("_histogram"):
-                    _level_caption(result, key.removesuffix("_histogram"))
+        with tab:
+            shown = [k for k in keys[view] if k in figures]
+            st.caption(VIEW_HELP[view])
+            if view == "Error maps" and st.toggle(
+                    "Log colour scale", value=True, key=SS.ERROR_LOG,
+                    help="Colour by log10 |error|: rounding noise spans decades, and a linear "
+                         "scale paints it one flat colour next to a few large (clipped) "
+                         "errors."):
+                shown = [f"{k}_log" for k in shown]
+            if view == "Per channel" and st.toggle(
+                    "Worst channels first", value=True, key=SS.CHANNELS_SORTED,
+                    help="Sort channels by QSNR so the weak ones line up on the left (their "
+                         "numbers are in the labels and the hover); off: index order."):
+                shown = [f"{k}_sorted" for k in shown]
+            if not shown:
+                st.info("Nothing to show here: profiling is off for every tensor.")
+            for column, key in zip(st.columns(max(len(shown), 1)), shown):
+                with column:
+                    st.plotly_chart(figures[key], key=f"chart.{key}", config=CHART_CONFIG,
+                                    width="stretch")
+                    if key.endswith("_histogram"):
+                        _level_caption(result, key.removesuffix("_histogram"))
 
 
 def _level_caption(result: PipelineResult, name: str) -> None:

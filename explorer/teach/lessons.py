@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 
 from explorer.core.pipeline import DataSettings
+from explorer.core.yaml_edit import format_scalar, join_document
+from quantlib.config_loader import load_config_from_string, section_to_yaml
 from quantlib.quant_config import QuantConfig
 
 OBSERVER_NOTES = {
@@ -32,13 +34,21 @@ def _num(value: float) -> str:
     return f"{value:.6g}"
 
 
+def aligned(*rows: str) -> str:
+    """Short LaTeX rows stacked in one ``aligned`` block (``&`` marks the alignment point), so
+    a formula wraps onto several lines instead of running past a narrow column."""
+    return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"
+
+
 def formula_lines(config: QuantConfig, scale: torch.Tensor, zero_point: torch.Tensor,
                   range_min: torch.Tensor, range_max: torch.Tensor, channel: int = 0) -> dict:
     """The method's formulas with one channel's numbers filled in.
 
     ``scale``/``zero_point``/``range_min``/``range_max`` are [C] or [1]; ``channel`` picks the
     entry shown. Returns ``{"values": {...numbers...}, "latex": [lines]}``; the values are the
-    layer's own qparams, so the panel shows exactly what the layer uses.
+    layer's own qparams, so the panel shows exactly what the layer uses. Each line is an
+    ``aligned`` block of short rows (one step or one number per row), so it fits a half-width
+    column at 1024 px.
     """
     i = min(channel, scale.numel() - 1)
     bt = config.bit_type
@@ -47,26 +57,37 @@ def formula_lines(config: QuantConfig, scale: torch.Tensor, zero_point: torch.Te
     min_neg, max_pos = min(lo, 0.0), max(hi, 0.0)
     values = {"qmin": bt.qmin, "qmax": bt.qmax, "range_min": lo, "range_max": hi, "scale": s,
               "zero_point": zp, "clip_lo": (bt.qmin - zp) * s, "clip_hi": (bt.qmax - zp) * s}
-    latex = [rf"q_{{\min}} = {bt.qmin},\quad q_{{\max}} = {bt.qmax}"
-             rf"\quad(\text{{{bt.bits}-bit, {'signed' if bt.signed else 'unsigned'}}})",
-             rf"[x_{{\min}}, x_{{\max}}] = [{_num(lo)}, {_num(hi)}]"
-             rf"\ \text{{({config.observer_type})}}"]
+    kind = "signed" if bt.signed else "unsigned"
+    latex = [aligned(rf"q_{{\min}} &= {bt.qmin}", rf"q_{{\max}} &= {bt.qmax}"
+                     rf"\quad(\text{{{bt.bits}-bit {kind}}})"),
+             aligned(rf"x_{{\min}} &= {_num(lo)}", rf"x_{{\max}} &= {_num(hi)}"
+                     rf"\quad\text{{(observed)}}")]
     if config.is_symmetric:
-        latex.append(rf"s = \frac{{\max(-\min(x_{{\min}},0),\ \max(x_{{\max}},0))}}"
-                     rf"{{(q_{{\max}} - q_{{\min}})/2}} = \frac{{{_num(max(-min_neg, max_pos))}}}"
-                     rf"{{{_num((bt.qmax - bt.qmin) / 2)}}} = {_num(s)}")
+        t = max(-min_neg, max_pos)
+        latex.append(aligned(
+            r"t &= \max(-x_{\min},\ x_{\max},\ 0)",
+            rf"&= {_num(t)}",
+            rf"s &= \frac{{t}}{{(q_{{\max}} - q_{{\min}})/2}}"
+            rf" = \frac{{{_num(t)}}}{{{_num((bt.qmax - bt.qmin) / 2)}}}",
+            rf"&= {_num(s)}"))
         rule = r"\text{signed: } z = 0" if bt.signed else r"\text{unsigned: } z = 2^{b-1}"
         latex.append(rf"z = {zp}\quad({rule})")  # math outside \text (KaTeX renders it)
     else:
-        latex.append(rf"s = \frac{{\max(x_{{\max}},0) - \min(x_{{\min}},0)}}"
-                     rf"{{q_{{\max}} - q_{{\min}}}} = \frac{{{_num(max_pos - min_neg)}}}"
-                     rf"{{{bt.qmax - bt.qmin}}} = {_num(s)}")
-        latex.append(rf"z = \mathrm{{clamp}}\left(q_{{\min}} - \mathrm{{round}}"
-                     rf"\left(\frac{{\min(x_{{\min}},0)}}{{s}}\right)\right) = {zp}")
-    latex.append(r"q = \mathrm{clamp}\left(\mathrm{round}\left(x \cdot \tfrac{1}{s}\right) + z,"
-                 r"\ q_{\min},\ q_{\max}\right),\qquad \hat{x} = (q - z)\, s")
-    latex.append(rf"\text{{clip range}} = [(q_{{\min}} - z)s,\ (q_{{\max}} - z)s] = "
-                 rf"[{_num(values['clip_lo'])}, {_num(values['clip_hi'])}]")
+        latex.append(aligned(
+            rf"s &= \frac{{x_{{\max}}^{{+}} - x_{{\min}}^{{-}}}}{{q_{{\max}} - q_{{\min}}}}"
+            rf" = \frac{{{_num(max_pos - min_neg)}}}{{{bt.qmax - bt.qmin}}}",
+            rf"&= {_num(s)}",
+            r"&\text{with } x^{+} = \max(x, 0),\ x^{-} = \min(x, 0)"))
+        latex.append(aligned(
+            r"z &= q_{\min} - \mathrm{round}\left(x_{\min}^{-} / s\right)",
+            r"&\quad\text{(clamped to } [q_{\min}, q_{\max}]\text{)}",
+            rf"&= {zp}"))
+    latex.append(aligned(r"q &= \mathrm{round}\left(x \cdot \tfrac{1}{s}\right) + z",
+                         r"q &\leftarrow \mathrm{clamp}(q,\ q_{\min},\ q_{\max})",
+                         r"\hat{x} &= (q - z)\, s"))
+    latex.append(aligned(
+        r"\text{clip lo} &= (q_{\min} - z)\,s", rf"&= {_num(values['clip_lo'])}",
+        r"\text{clip hi} &= (q_{\max} - z)\,s", rf"&= {_num(values['clip_hi'])}"))
     return {"values": values, "latex": latex}
 
 
@@ -83,6 +104,41 @@ class Scenario:
     config_b: str
     label_a: str
     label_b: str
+
+
+SECTION_KEYS = (("weight", "weight"), ("outputs", "output"), ("activation", "activation"))
+
+
+def scenario_document(scenario: Scenario) -> str:
+    """Config A of ``scenario`` as a full, commented YAML document for the editors: every
+    field written out (`section_to_yaml`, so ``observer_type`` and friends are visible), a
+    comment naming the scenario at the top, and each field that config B sets differently
+    marked ``# B: <value>`` (the setting under test)."""
+    configs_a = load_config_from_string(scenario.config_a)
+    configs_b = load_config_from_string(scenario.config_b)
+    bodies = {}
+    for section, key in SECTION_KEYS:
+        config = configs_a[key]
+        if config is None:
+            continue
+        mine = config.to_dict()
+        theirs = configs_b[key].to_dict() if configs_b[key] is not None else None
+        lines = [] if bodies else [f"# Scenario: {scenario.title}",
+                                   f"# This is config A ({scenario.label_a}); "
+                                   f"B is {scenario.label_b}."]
+        parent = ""
+        for line in section_to_yaml(config).splitlines():
+            field = line.strip().partition(":")[0]
+            nested = line.startswith(" ")
+            parent = parent if nested else field
+            a_value = mine[parent][field] if nested else mine[field]
+            b_value = None if theirs is None else (theirs[parent][field] if nested
+                                                   else theirs[field])
+            if theirs is not None and not isinstance(a_value, dict) and b_value != a_value:
+                line += f"  # B: {format_scalar(b_value)}"
+            lines.append(line)
+        bodies[section] = "\n".join(lines) + "\n"
+    return join_document(bodies)
 
 
 def _doc(weight: str, outputs: str, activation: str | None = None) -> str:

@@ -26,12 +26,29 @@ from explorer.teach.figures import (
     make_decomposition_figure,
     make_rmse_gauge,
 )
-from explorer.teach.lessons import SCENARIOS
+from explorer.teach.lessons import SCENARIOS, aligned
 from quantlib.config_loader import load_config_from_string
 
 logger = logging.getLogger("explorer")
 
 PICK_LABELS = {"first": "the block's first element", "max": "the block's largest error"}
+CHAIN_DIGITS = 6  # significant digits of the numbers in the one-weight chain (fits 1024 px)
+GRANULARITY_HELP = {
+    "layer_wise": "layer_wise: one scale and zero point for the whole tensor.",
+    "channel_wise": "channel_wise: one scale and zero point per output channel (a weight row, "
+                    "an output column), so one large channel cannot coarsen the others.",
+}
+DECOMPOSITION_HELP = {
+    "Total MSE": "Mean squared error of the dequantized values against fp32: clipping + "
+                 "rounding. Lower is better.",
+    "Clipping MSE": "Error from values beyond the clip range, clamped to its edge. Near 0 "
+                    "unless the range clips real signal.",
+    "Rounding MSE": "Error from rounding each value to the nearest step of the grid.",
+    "Δ²/12 (theory)": "Δ is the step (the scale s). Rounding to a grid of step Δ makes an "
+                      "error spread evenly over ±Δ/2, whose mean square is Δ²/12.",
+    "Rounding / (Δ²/12)": "Measured rounding error over the theory: about 1 is healthy; well "
+                          "below 1 means many values sit on the grid (e.g. zeros).",
+}
 
 
 def render_teach(state, configs: dict | None, settings: DataSettings) -> None:
@@ -87,15 +104,18 @@ def render_explain(state, analysis: teach_data.LayerAnalysis) -> None:
             cfg = view.config
             st.markdown(f"**{TENSOR_TITLES[name]}**: {cfg.observer_type}, "
                         f"{cfg.quantization_method}, {cfg.calibration_mode}, "
-                        f"{cfg.bit_type.name}")
+                        f"{cfg.bit_type.name}",
+                        help=GRANULARITY_HELP[cfg.calibration_mode])
             channel = 0
             if view.num_channels > 1:
                 key = f"{TS.TEACH_CHANNEL}.{name}"
                 _clamp_widget(state, key, 0, view.num_channels - 1)
                 channel = st.number_input(f"{TENSOR_TITLES[name]} channel", 0,
                                           view.num_channels - 1, step=1, key=key,
-                                          help="Per-channel: each channel has its own range, "
-                                               "scale and zero point.")
+                                          help="channel_wise: each output channel has its "
+                                               "own range, scale and zero point. Pick the "
+                                               "channel whose numbers the formulas show "
+                                               f"(0 to {view.num_channels - 1}).")
             out = teach_data.explain(analysis, name, channel)
             for line in out["latex"]:
                 st.latex(line)
@@ -119,7 +139,8 @@ def render_follow(state, analysis: teach_data.LayerAnalysis) -> None:
                  format_func=PICK_LABELS.get, key=TS.TEACH_PICK, horizontal=True,
                  disabled=not aggregated,
                  help="Each cell is the mean |error| of a block of weights; pick which weight "
-                      "of the block to follow.")
+                      "of the block to follow: its first one, or the one with the largest "
+                      "error (the most instructive).")
         fig = make_clickable_heatmap(blocks, row_block, col_block, (rows, cols),
                                      (state.get(TS.TEACH_ROW, 0), state.get(TS.TEACH_COL, 0)),
                                      "Weight quantization error (click a cell)",
@@ -136,8 +157,12 @@ def render_follow(state, analysis: teach_data.LayerAnalysis) -> None:
                        f"{PICK_LABELS[state.get(TS.TEACH_PICK) or 'first']}.")
     with right:
         a, b = st.columns(2)
-        row = a.number_input("Row (output channel)", 0, rows - 1, step=1, key=TS.TEACH_ROW)
-        col = b.number_input("Column (input feature)", 0, cols - 1, step=1, key=TS.TEACH_COL)
+        row = a.number_input("Row (output channel)", 0, rows - 1, step=1, key=TS.TEACH_ROW,
+                             help=f"Which output channel (0 to {rows - 1}) the followed weight "
+                                  "sits in; a click on the heatmap sets it too.")
+        col = b.number_input("Column (input feature)", 0, cols - 1, step=1, key=TS.TEACH_COL,
+                             help=f"Which input feature (0 to {cols - 1}); a click on the "
+                                  "heatmap sets it too.")
         view = analysis.tensors["weight"]
         _render_chain(teach_data.follow_weight(analysis, int(row), int(col)),
                       view.config.bit_type, view.num_channels > 1)
@@ -171,19 +196,23 @@ def latex_number(value: float, digits: int = 9) -> str:
 
 
 def _render_chain(chain: dict, bit_type, per_channel: bool) -> None:
-    n = latex_number
+    n = partial(latex_number, digits=CHAIN_DIGITS)
     r, c = chain["row"], chain["col"]
+    z = chain["zero_point"]
     lines = [
-        rf"x = w[{r}, {c}] = {n(chain['x'])}",
-        rf"x \cdot \tfrac{{1}}{{s}} = {n(chain['x'])} \times {n(chain['inv_scale'])}"
-        rf" = {n(chain['scaled'])}",
-        rf"\mathrm{{round}}(\cdot) = {n(chain['rounded'])}\quad(\text{{half to even}})",
-        rf"+\,z:\ {n(chain['rounded'])} + {chain['zero_point']} = {n(chain['plus_zero_point'])}",
-        rf"\mathrm{{clamp}}(\cdot,\ {bit_type.qmin},\ {bit_type.qmax}) = q = {chain['code']}"
-        + (r"\quad(\text{clamped})" if chain["clamped"] else ""),
-        rf"\hat{{x}} = (q - z)\, s = ({chain['code']} - {chain['zero_point']}) \times "
-        rf"{n(chain['scale'])} = {n(chain['dequantized'])}",
-        rf"\text{{error}} = \hat{{x}} - x = {n(chain['error'])}",
+        aligned(rf"x &= w[{r}, {c}] = {n(chain['x'])}",
+                rf"x \cdot \tfrac{{1}}{{s}} &= {n(chain['x'])} \times {n(chain['inv_scale'])}",
+                rf"&= {n(chain['scaled'])}"),
+        aligned(rf"\mathrm{{round}}(\cdot) &= {n(chain['rounded'])}",
+                r"&\quad(\text{half to even})",
+                rf"+\,z &= {n(chain['rounded'])} + {z} = {n(chain['plus_zero_point'])}",
+                rf"q = \mathrm{{clamp}}(\cdot) &= {chain['code']}"
+                + (r"\quad(\text{clamped})" if chain["clamped"] else ""),
+                rf"&\quad\text{{to }} [{bit_type.qmin}, {bit_type.qmax}]"),
+        aligned(r"\hat{x} &= (q - z)\, s",
+                rf"&= ({chain['code']} - {z}) \times {n(chain['scale'])}",
+                rf"&= {n(chain['dequantized'])}",
+                rf"\text{{error}} &= \hat{{x}} - x = {n(chain['error'])}"),
     ]
     for line in lines:
         st.latex(line)
@@ -209,7 +238,8 @@ def render_decomposition(state, analysis: teach_data.LayerAnalysis) -> None:
     if state.get(TS.TEACH_TENSOR) not in names:
         state[TS.TEACH_TENSOR] = names[0]
     name = st.radio("Tensor", names, format_func=TENSOR_TITLES.get, key=TS.TEACH_TENSOR,
-                    horizontal=True)
+                    horizontal=True,
+                    help="Which quantized tensor to split into clipping and rounding error.")
     d = teach_data.decompose(analysis, name)
     cards = [("Total MSE", f"{d['total_mse']:.4e}"),
              ("Clipping MSE", f"{d['clipping_mse']:.4e}"),
@@ -217,7 +247,7 @@ def render_decomposition(state, analysis: teach_data.LayerAnalysis) -> None:
              ("Δ²/12 (theory)", f"{d['theoretical_rounding_mse']:.4e}"),
              ("Rounding / (Δ²/12)", f"{d['rounding_vs_theory']:.3f}")]
     for column, (label, value) in zip(st.columns(len(cards)), cards):
-        column.metric(label, value)
+        column.metric(label, value, help=DECOMPOSITION_HELP[label])
     st.caption(f"Clipping + rounding = {d['clipping_mse'] + d['rounding_mse']:.6e} = total "
                f"{d['total_mse']:.6e}; {100 * d['clip_fraction']:.3f} % of the values lie over "
                "half a step outside the clip range. "
@@ -266,8 +296,10 @@ def render_integer_view(state, analysis: teach_data.LayerAnalysis) -> None:
 
 def render_scenarios(state) -> None:
     st.subheader("5 · Scenarios: predict, then reveal")
-    st.caption("Load a scenario (data + config A into the editors), predict the answer, then "
-               "open the reveal to see config A against config B on the same data.")
+    st.caption("Load a scenario (its data + config A, as a full commented YAML, into the "
+               "editors), predict the answer, then open the reveal to see config A against "
+               "config B on the same data.")
+    notice = state.get(TS.TEACH_NOTICE)
     for name, scenario in SCENARIOS.items():
         loaded = state.get(TS.TEACH_SCENARIO) == name
         with st.container(border=True):
@@ -276,9 +308,18 @@ def render_scenarios(state) -> None:
             head.caption(scenario.predict)
             button.button("Load", key=f"{TS.TEACH_LOAD}.{name}", on_click=TS.on_scenario,
                           args=(state, name), width="stretch",
-                          help=f"Data + config A ({scenario.label_a}) into the editors")
-            reveal = st.expander(f"Reveal: {scenario.label_a} vs {scenario.label_b}",
-                                 key=f"{TS.TEACH_REVEAL}.{name}", on_change="rerun")
+                          help=f"Puts this scenario's data (sidebar) and config A "
+                               f"({scenario.label_a}) into the editors, replacing them.")
+            if notice is not None and notice[0] == name:  # the confirmation, by its button
+                getattr(st, notice[1])(notice[2], icon="✅" if notice[1] == "success"
+                                       else "🚫")
+                state[TS.TEACH_NOTICE] = None
+            label = f"Reveal: {scenario.label_a} vs {scenario.label_b}"
+            if not loaded:  # no peeking: the reveal opens once the scenario is loaded
+                st.button(label, key=f"{TS.TEACH_REVEAL}.locked.{name}", disabled=True,
+                          help="Load the scenario and make your prediction first.")
+                continue
+            reveal = st.expander(label, key=f"{TS.TEACH_REVEAL}.{name}", on_change="rerun")
             with reveal:
                 if reveal.open:  # runs both configs only once opened (cached after)
                     _render_reveal(scenario)

@@ -80,8 +80,8 @@ class BaseObserver:
         if not bool(torch.isfinite(batch_min).all() & torch.isfinite(batch_max).all()):
             raise ValueError(f"{self.name}: the tensor contains NaN or Inf; "
                              "quantization needs finite values")
+        self._observe(flat, batch_min, batch_max)  # may refuse the batch: count it after
         self.num_observed += flat.shape[1]
-        self._observe(flat, batch_min, batch_max)
 
     def get_quantization_params(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale float32, zero_point int64), each [1] (layer_wise) or [C] (channel_wise)."""

@@ -4,31 +4,74 @@ from __future__ import annotations
 
 import torch
 
-from quantlib.observers.base import register_observer
+from quantlib.observers.base import channel_extremes, register_observer
 from quantlib.observers.stored import StoredDataObserver
 
 _CHUNK_ELEMENTS = 2**22
-_WORK_BUDGET = 2**23
+#: Blocks of values and of (cut, group) terms stay under 2**15 elements: in cache, and under
+#: torch's parallel grain (32768), so each kernel runs on one thread. On a shared machine a
+#: two-thread kernel waits for a descheduled thread (10x slower under load).
+_SERIAL_ELEMENTS = 2**15 - 1
+_WORK_BUDGET = 2**23  # channels x cuts x (groups + 1) scored per level, before the floor
+#: The whole search (every level) scores at most this many channel x cut x group units, and
+#: the histogram holds at most _HISTOGRAM_CELLS channel x bin counts; past either, the search
+#: runs at a coarser resolution (see `KLObserver.search_resolution`).
+TOTAL_WORK_BUDGET = 2**24
+HISTOGRAM_CELLS = 2**22
+MIN_CUTS_PER_LEVEL = 32  # fewer misses KL's jagged minimum (8 per level lost 1 dB)
 
 
-def abs_histogram(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+def abs_histogram(values: torch.Tensor, bins: int,
+                  amax: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel histogram of |values| on [0, max|x|]: values [C, N] -> (counts int64 [C, B],
-    amax [C]). Counts are int64, so no bin saturates."""
-    mag = values.abs()
-    amax = mag.amax().reshape(1) if len(mag) == 1 else mag.amax(dim=1)  # see channel_extremes
+    amax [C]). Value x goes to bin min(floor(|x| * (B / amax)), B - 1) (float32 product).
+    Counts are int64, so no bin saturates. ``amax`` [C], when the caller already knows it
+    (max(-min, max) per channel), saves a pass.
+
+    One pass over the data, in blocks of under 2**15 values (see `_SERIAL_ELEMENTS`): each
+    block's ``trunc(|x| * (B / amax))`` (|x * s| = |x| * s exactly: float rounding is
+    sign-symmetric) is cast to int32 and counted on B + 1 bins per channel (bin B holds
+    |x| = amax), in cache, so the data is read once and nothing of its size is allocated.
+    """
+    channels, length = values.shape
+    if amax is None:
+        low, high = channel_extremes(values)
+        amax = torch.maximum(-low, high)
+    amax = amax.to(values.dtype)
     # bins / amax overflows float32 for denormal ranges; scale those channels up by 2**64
     # first (exact: a power of two), so every value still lands in its own bin.
     tiny = (amax > 0) & (amax < 2.0**-64)
     if bool(tiny.any()):
-        boost = torch.where(tiny, 2.0**64, 1.0).to(mag.dtype).unsqueeze(1)
-        mag, amax_boosted = mag * boost, amax * boost.squeeze(1)
+        boost = torch.where(tiny, 2.0**64, 1.0).to(values.dtype)
+        values, amax_boosted = values * boost.unsqueeze(1), amax * boost
     else:
         amax_boosted = amax
     per_unit = torch.where(amax > 0, bins / amax_boosted, torch.zeros_like(amax))
-    idx = (mag * per_unit.unsqueeze(1)).long().clamp_(max=bins - 1)
-    idx += torch.arange(values.shape[0], device=values.device).unsqueeze(1) * bins
-    counts = torch.bincount(idx.reshape(-1), minlength=values.shape[0] * bins)
-    return counts.reshape(values.shape[0], bins), amax
+    width = bins + 1  # bins 0..B-1, and B for |x| * s >= B (|x| = amax, or rounding up)
+    counts = torch.zeros(channels, width, dtype=torch.int64, device=values.device)
+    if length == 0:
+        return counts[:, :bins].contiguous(), amax
+    rows = max(1, min(channels, _SERIAL_ELEMENTS // length, 2**31 // width))
+    cols = length if rows > 1 else min(length, _SERIAL_ELEMENTS)
+    scaled_buf = torch.empty(rows * cols, dtype=values.dtype, device=values.device)
+    index_buf = torch.empty(rows * cols, dtype=torch.int32, device=values.device)
+    offsets = (torch.arange(rows, dtype=torch.int32, device=values.device) * width).unsqueeze(1)
+    for r0 in range(0, channels, rows):
+        r1 = min(channels, r0 + rows)
+        scale = per_unit[r0:r1].unsqueeze(1)
+        out = counts[r0:r1].view(-1)
+        for c0 in range(0, length, cols):
+            block = values[r0:r1, c0:c0 + cols]
+            scaled = scaled_buf[:block.numel()].view(block.shape)
+            torch.mul(block, scale, out=scaled)
+            scaled.abs_()
+            index = index_buf[:block.numel()].view(block.shape)
+            index.copy_(scaled)  # truncates toward zero: floor, as |x| * s >= 0
+            if r1 - r0 > 1:
+                index += offsets[:r1 - r0]
+            out += torch.bincount(index.view(-1), minlength=out.numel())
+    counts[:, bins - 1] += counts[:, bins]
+    return counts[:, :bins].contiguous(), amax
 
 
 def useful_cuts(hist: torch.Tensor, num_quant_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,47 +98,65 @@ def kl_divergence_by_threshold(hist: torch.Tensor, num_quant_bins: int,
     floor(j * nq / i)) and spreads each group's mass evenly over its non-empty bins
     (TensorRT / ModelOpt's entropy calibration). Computed from prefix sums, so there is no
     loop over thresholds.
+
+    With T the total count, K = sum(hist[:i]), m_g and n_g group g's mass and non-empty
+    bins, G the last group and P_last = hist[i-1] + T - K, the sums over bins telescope to
+
+        T * KL = sum_{j < i-1} h_j log h_j - T log(T / K) - sum_g m_g log(m_g / n_g)
+                 - (T - K) log(m_G / n_G) + P_last log P_last,
+
+    so each (cut, group) pair costs one term, m_g log(m_g / n_g) (m_g / n_g >= 1 when
+    m_g > 0: every non-empty bin holds at least one count). The [C, M, groups] terms are
+    built in blocks of under 2**15 values, so each block stays in cache and runs on one
+    thread (a busy machine stalls multi-threaded kernels).
     """
     channels, bins = hist.shape
     nq = num_quant_bins
     if kept is None:
         kept = torch.arange(nq, bins + 1, device=hist.device).expand(channels, -1)
+    cuts = kept.shape[1]
     h = hist.to(torch.float64)
-    total = h.sum(dim=1, keepdim=True)  # [C, 1]
-    h_log_h = torch.where(h > 0, h * torch.log(torch.where(h > 0, h, 1.0)), 0.0)
     zero = torch.zeros(channels, 1, dtype=torch.float64, device=h.device)
     cum_mass = torch.cat([zero, h.cumsum(1)], dim=1)  # [C, B+1]
     cum_nonzero = torch.cat([zero, (h > 0).to(torch.float64).cumsum(1)], dim=1)
-    cum_h_log_h = torch.cat([zero, h_log_h.cumsum(1)], dim=1)
+    cum_h_log_h = torch.cat([zero, torch.xlogy(h, h).cumsum(1)], dim=1)
+    total = cum_mass[:, -1:].clamp(min=1e-300)  # [C, 1]
 
+    # sum_g m_g log(m_g / n_g) per cut, and log(m_G / n_G) of the last group
+    group_sum = torch.empty(channels, cuts, dtype=torch.float64, device=h.device)
+    last_log = torch.empty(channels, cuts, dtype=torch.float64, device=h.device)
     groups = torch.arange(nq + 1, device=h.device)
-    bounds = (groups * kept.unsqueeze(-1) + nq - 1) // nq  # [C, M, nq+1] = ceil(k i / nq)
-    inner = torch.minimum(bounds, (kept - 1).unsqueeze(-1))  # bounds without the last bin
+    shift = nq.bit_length() - 1 if nq & (nq - 1) == 0 else None  # a power of two: exact
+    per_cut = nq + 1
+    block_cuts = max(1, min(cuts, _SERIAL_ELEMENTS // per_cut))
+    block_rows = max(1, min(channels, _SERIAL_ELEMENTS // (per_cut * cuts)))
+    for r0 in range(0, channels, block_rows):
+        r1 = min(channels, r0 + block_rows)
+        mass_rows, nonzero_rows = cum_mass[r0:r1], cum_nonzero[r0:r1]
+        for c0 in range(0, cuts, block_cuts):
+            c1 = min(cuts, c0 + block_cuts)
+            bounds = groups * kept[r0:r1, c0:c1].unsqueeze(-1) + (nq - 1)  # ceil(k i / nq)
+            if shift is not None:
+                bounds >>= shift
+            else:
+                bounds //= nq
+            edges = bounds.view(r1 - r0, -1)
+            at = torch.gather(mass_rows, 1, edges).view(bounds.shape)
+            mass = at[..., 1:] - at[..., :-1]  # [r, m, nq]
+            at = torch.gather(nonzero_rows, 1, edges).view(bounds.shape)
+            nonzero = (at[..., 1:] - at[..., :-1]).clamp_(min=1)
+            log_ratio = torch.div(mass, nonzero, out=nonzero).clamp_(min=1).log_()
+            last_log[r0:r1, c0:c1] = log_ratio[..., -1]
+            group_sum[r0:r1, c0:c1] = mass.mul_(log_ratio).sum(-1)
 
-    def range_sum(cum: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-        at = torch.gather(cum, 1, edges.reshape(channels, -1)).reshape(edges.shape)
-        return at[..., 1:] - at[..., :-1]  # [C, M, nq]
-
-    mass = range_sum(cum_mass, bounds)
-    nonzero = range_sum(cum_nonzero, bounds)
-    inner_mass = range_sum(cum_mass, inner)
-    inner_h_log_h = range_sum(cum_h_log_h, inner)
-
-    kept_mass = torch.gather(cum_mass, 1, kept)  # [C, M]: sum of hist[:i]
-    # log of Q's (normalised) value on each non-empty bin of a group
-    log_q = torch.log(torch.where(nonzero > 0, mass / nonzero.clamp(min=1), 1.0)) \
-        - torch.log(kept_mass.clamp(min=1e-300)).unsqueeze(-1)
-    log_total = torch.log(total.clamp(min=1e-300))
-    body = (inner_h_log_h - inner_mass * (log_total.unsqueeze(-1) + log_q)).sum(-1)
-
+    kept_mass = torch.gather(cum_mass, 1, kept)  # [C, M]: K = sum of hist[:i]
     last = torch.gather(h, 1, kept - 1)  # hist[i-1]
-    p_last = last + (total - kept_mass)
-    last_term = torch.where(
-        p_last > 0,
-        p_last * (torch.log(p_last.clamp(min=1e-300)) - log_total - log_q[..., -1]),
-        0.0,
-    )
-    kl = (body + last_term) / total.clamp(min=1e-300)
+    beyond = total - kept_mass
+    p_last = last + beyond
+    kl_total = (torch.gather(cum_h_log_h, 1, kept - 1)
+                - total * (torch.log(total) - torch.log(kept_mass.clamp(min=1e-300)))
+                - group_sum - beyond * last_log + torch.xlogy(p_last, p_last))
+    kl = kl_total / total
     return torch.where((p_last > 0) & (last == 0), torch.inf, kl)
 
 
@@ -106,11 +167,28 @@ class KLObserver(StoredDataObserver):
     (fewer bins for channels with under 8 values per bin, see `effective_bins`).
 
     Per tensor, every cut point is scored (as ModelOpt's entropy calibrator does). Cuts that
-    cannot win (empty last bin) are skipped; past a work budget of 2**23, many channels are
-    searched coarse-to-fine (evenly spaced cuts, then every cut around the best one).
+    cannot win (empty last bin) are skipped. Scoring one cut of one channel costs
+    ``num_quant_bins + 1`` work units (one per group of Q).
+
+    Work budget, whatever ``bits`` and ``kl_bins``:
+
+    - A level scores up to ``max(64, 2**23 // (C * (nq + 1)))`` cuts per channel; with more
+      useful cuts than that, it scores evenly spaced ones and the next level searches every
+      cut between the winner's two neighbours (again evenly spaced if still too many).
+    - All levels together score at most `TOTAL_WORK_BUDGET` (2**24) units and the histogram
+      holds at most `HISTOGRAM_CELLS` (2**22) channel x bin counts. When a search at full
+      resolution would exceed either (e.g. channel_wise at 12-16 bits with a large
+      ``kl_bins``), fewer cuts are scored per level (down to 32), and then the histogram and
+      the quantization grid are both coarsened by the same power of two
+      (`search_resolution`), so the thresholds are multiples of amax / (bins / f).
+    - ``last_search_work`` holds the units the last search scored.
     """
 
     range_depends_on_bits = True
+
+    def reset(self) -> None:
+        super().reset()
+        self.last_search_work = 0
 
     def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         values = self.observed_values()
@@ -124,8 +202,7 @@ class KLObserver(StoredDataObserver):
         full = self.bit_type.num_levels
         return full if one_sided and not self.config.is_symmetric else full // 2
 
-    @staticmethod
-    def _best_position(hist, nq, cuts, positions) -> torch.Tensor:
+    def _best_position(self, hist, nq, cuts, positions) -> torch.Tensor:
         """Index into ``positions`` [C, M] (columns of ``cuts``) of each row's minimum KL,
         the last one on ties (the widest range), as ModelOpt does."""
         best = torch.empty(hist.shape[0], dtype=torch.long, device=hist.device)
@@ -134,6 +211,7 @@ class KLObserver(StoredDataObserver):
             kept = cuts[start:start + rows].gather(1, positions[start:start + rows])
             kl = kl_divergence_by_threshold(hist[start:start + rows], nq, kept)
             best[start:start + rows] = kept.shape[1] - 1 - torch.argmin(kl.flip(1), dim=1)
+        self.last_search_work += positions.numel() * (nq + 1)
         return best
 
     def effective_bins(self, values_per_channel: int, num_quant_bins: int) -> int:
@@ -142,28 +220,59 @@ class KLObserver(StoredDataObserver):
         bins is mostly empty bins, where KL's choice is noise."""
         return min(self.config.kl_bins, max(2 * num_quant_bins, values_per_channel // 8))
 
+    @staticmethod
+    def levels_cost(num_cuts: int, cap: int) -> int:
+        """Cuts per channel that the level-by-level search scores over ``num_cuts`` useful
+        cuts with at most ``cap`` per level (an upper bound: rounding only narrows)."""
+        total, width = 0, num_cuts
+        while width > cap:
+            total += cap
+            width = 2 * -(-(width - 1) // (cap - 1)) + 1  # two coarse steps, both ends
+        return total + width
+
+    def search_resolution(self, channels: int, bins: int, nq: int) -> tuple[int, int, int]:
+        """(bins, nq, cuts per level) to search with: full resolution and the usual cap when
+        it fits the budget; else fewer cuts per level, then bins and nq divided by the
+        smallest power of two that fits (nq stays >= 8, so huge layers may still exceed)."""
+        factor = 1
+        while True:
+            b, q = bins // factor, nq // factor
+            unit = channels * (q + 1)
+            cap = max(64, _WORK_BUDGET // unit)
+            fits = channels * b <= HISTOGRAM_CELLS
+            while fits and cap > MIN_CUTS_PER_LEVEL and \
+                    self.levels_cost(b - q + 1, cap) * unit > TOTAL_WORK_BUDGET:
+                cap = max(MIN_CUTS_PER_LEVEL, cap // 2)
+            if fits and self.levels_cost(b - q + 1, cap) * unit <= TOTAL_WORK_BUDGET \
+                    or q // 2 < 8:
+                return b, q, cap
+            factor *= 2
+
     def compute_threshold(self, values: torch.Tensor) -> torch.Tensor:
         """values [C, N] -> clip threshold t [C]."""
+        self.last_search_work = 0
         nq = self.num_quant_bins()
         bins = self.effective_bins(values.shape[1], nq)
+        amax = torch.maximum(-self.min_val, self.max_val)  # max |x| per channel
         if nq >= bins:
-            return torch.maximum(-self.min_val, self.max_val)  # max |x| per channel
+            return amax
+        bins, nq, cap = self.search_resolution(values.shape[0], bins, nq)
         # shared with `with_bit_type` copies: a bit sweep bins the data once per bin count
-        hist, amax = self.derived(("abs_histogram", bins), lambda v: abs_histogram(v, bins))
+        hist, amax = self.derived(("abs_histogram", bins),
+                                  lambda v: abs_histogram(v, bins, amax))
         cuts, counts = useful_cuts(hist, nq)
-        # Bound the work (channels x cuts x groups). Per tensor every useful cut is scored;
-        # with many channels, first every k-th cut, then all cuts around the coarse winner.
-        cap = max(64, _WORK_BUDGET // (hist.shape[0] * (nq + 1)))
-        positions = torch.arange(int(counts.max()), device=hist.device).expand(len(counts), -1)
-        if positions.shape[1] > cap:
+        # Level by level: score every cut when they fit the cap, else `cap` evenly spaced
+        # ones, then search between the winner's neighbours.
+        lo = torch.zeros_like(counts)
+        hi = counts - 1
+        while int((hi - lo).max()) + 1 > cap:
             steps = torch.arange(cap, device=hist.device, dtype=torch.float64)
-            coarse = (steps * (counts.unsqueeze(1) - 1) / (cap - 1)).round().long()  # [C, cap]
+            coarse = lo.unsqueeze(1) + (steps * (hi - lo).unsqueeze(1) / (cap - 1)).round().long()
             pick = self._best_position(hist, nq, cuts, coarse)
-            lo = coarse.gather(1, (pick - 1).clamp(min=0).unsqueeze(1))
-            hi = coarse.gather(1, (pick + 1).clamp(max=cap - 1).unsqueeze(1))
-            window = torch.arange(int((hi - lo).max()) + 1, device=hist.device)
-            positions = torch.minimum(lo + window, hi)  # [C, W], padded with the last
-        positions = torch.minimum(positions, (counts - 1).unsqueeze(1))
+            lo = coarse.gather(1, (pick - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+            hi = coarse.gather(1, (pick + 1).clamp(max=cap - 1).unsqueeze(1)).squeeze(1)
+        window = torch.arange(int((hi - lo).max()) + 1, device=hist.device)
+        positions = torch.minimum(lo.unsqueeze(1) + window, hi.unsqueeze(1))  # padded
         best = cuts.gather(1, positions.gather(
             1, self._best_position(hist, nq, cuts, positions).unsqueeze(1))).squeeze(1)
         return amax * (best.to(amax.dtype) / bins)  # amax * best may overflow

@@ -12,6 +12,10 @@ _CHUNK_ELEMENTS = 2**24
 SUMMARY_BINS = 4096  # above 16 values per bin, candidates are scored on a histogram summary
 COARSE_STRIDE = 5  # past _EXHAUSTIVE_WORK, try every 5th ratio, then refine around the best
 _EXHAUSTIVE_WORK = 2**24
+#: All candidates of one search together cost at most this many work units (see
+#: `OmseObserver.candidate_cost`), whatever ``omse_steps`` and ``bits``.
+TOTAL_WORK_BUDGET = 3 * 2**23
+MIN_CANDIDATES_PER_LEVEL = 5
 
 
 def squared_error_by_ratio(values: torch.Tensor, min_val: torch.Tensor, max_val: torch.Tensor,
@@ -107,44 +111,123 @@ class OmseObserver(StoredDataObserver):
 
     Up to 16 values per histogram bin the error is exact; past that each channel is
     summarised by a 4096-bin histogram (bin means weighted by counts), as ModelOpt's MSE
-    calibrator does, which costs O(bins) instead of O(N) per candidate. When candidates x
-    values exceed 2**24, every 5th ratio is tried first, then every ratio around the best.
+    calibrator does, which costs O(bins) instead of O(N) per candidate.
+
+    Work budget, whatever ``omse_steps`` and ``bits``: scoring one ratio for all C channels
+    costs `candidate_cost` units (C x N element-wise, C x 3 x 2**bits on the sorted copy,
+    C x 4096 on the summary).
+
+    - When candidates x values exceed 2**24, every 5th ratio is tried first, then the 9
+      ratios around the best.
+    - If that plan would cost over `TOTAL_WORK_BUDGET` (3 * 2**23 units, about 1.5x the
+      default 8-bit channel_wise search of a 768 x 768 layer), the search narrows level by
+      level instead: at most k evenly spaced ratios per level (k >= 5, the largest that
+      fits), then the ratios within one stride of the winner, and so on down to stride 1.
+    - If even 5 per level to stride 1 is over budget (e.g. 12-bit channel_wise outputs with
+      1000 steps), refinement stops at the last level that fits: the ratio is then found to
+      within that level's stride. The first level always runs, so only a layer whose 5
+      candidates exceed the budget (far past 768 x 768) can go over it.
+    - ``last_search_work`` holds the units the last search scored.
     """
 
     range_depends_on_bits = True
+
+    def reset(self) -> None:
+        super().reset()
+        self.last_search_work = 0
 
     def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         values = self.observed_values()
         steps = self.config.omse_steps
         ratios = torch.arange(1, steps + 1, dtype=torch.float32, device=values.device) / steps
-        score = self._scorer(values)
-        stride = COARSE_STRIDE if values.numel() * steps > _EXHAUSTIVE_WORK else 1
-        candidates = torch.arange(stride - 1, steps, stride, device=values.device)
-        if int(candidates[-1]) != steps - 1:
-            candidates = torch.cat([candidates, candidates.new_tensor([steps - 1])])
-        best = candidates[_last_argmin(score(ratios[candidates]))]  # [C]
-        if stride > 1:  # refine: every ratio within one coarse step of the coarse winner
-            offsets = torch.arange(1 - stride, stride, device=values.device).unsqueeze(1)
-            window = (best.unsqueeze(0) + offsets).clamp(0, steps - 1)  # [W, C]
-            pick = _last_argmin(score(ratios[window]))
-            best = window.gather(0, pick.unsqueeze(0)).squeeze(0)
+        score, unit = self._scorer(values)
+        self.last_search_work = 0
+
+        def best_of(index: torch.Tensor) -> torch.Tensor:  # index [R] or [R, C] -> [C]
+            self.last_search_work += index.shape[0] * unit
+            pick = _last_argmin(score(ratios[index]))
+            return index[pick] if index.dim() == 1 else index.gather(0, pick.unsqueeze(0))[0]
+
+        if values.numel() * steps <= _EXHAUSTIVE_WORK:
+            plan = [1]
+        else:
+            plan = search_plan(steps, unit)
+        # every plan[0]-th ratio (and r = 1); then, level by level, the ratios within one
+        # stride of the winner, every plan[k]-th, aligned to the window's top
+        stride = plan[0]
+        first = torch.arange(stride - 1, steps, stride, device=values.device)
+        if int(first[-1]) != steps - 1:
+            first = torch.cat([first, first.new_tensor([steps - 1])])
+        best = best_of(first)
+        for next_stride in plan[1:]:
+            lo, hi = (best - stride + 1).clamp(min=0), (best + stride - 1).clamp(max=steps - 1)
+            stride = next_stride
+            width = int((hi - lo).max()) + 1
+            back = torch.arange((width - 1) // stride * stride, -1, -stride,
+                                device=values.device).flip(0)  # [W], ascending window
+            best = best_of(torch.maximum(hi.unsqueeze(0) - back.unsqueeze(1), lo.unsqueeze(0)))
         best_ratio = ratios[best]
         return self.min_val * best_ratio, self.max_val * best_ratio
 
+    def candidate_cost(self, values: torch.Tensor) -> int:
+        """Work units to score one ratio for every channel of ``values`` [C, N]."""
+        return self._scorer(values)[1]
+
     def _scorer(self, values: torch.Tensor):
-        """ratios -> squared error [R, C], by the cheapest exact-enough route: a histogram
-        summary for huge channels, prefix sums over one sorted copy when N >= 3 * 2**bits,
-        else element-wise fake quantization."""
+        """(ratios -> squared error [R, C], work units per ratio), by the cheapest
+        exact-enough route: a histogram summary for huge channels, prefix sums over one
+        sorted copy when N >= 3 * 2**bits, else element-wise fake quantization."""
         args = (self.min_val, self.max_val)
         kind = (self.bit_type, self.config.is_symmetric)
-        n = values.shape[1]
+        channels, n = values.shape
         if n > 16 * SUMMARY_BINS:
             means, counts = self.derived("summary", lambda v: histogram_summary(v, SUMMARY_BINS))
-            return lambda r: squared_error_by_ratio(means, *args, r, *kind, counts)
-        if 3 * self.bit_type.num_levels <= n:  # measured crossover of the two routes
+            return (lambda r: squared_error_by_ratio(means, *args, r, *kind, counts),
+                    channels * SUMMARY_BINS)
+        levels = self.bit_type.num_levels
+        if 3 * levels <= n:  # measured crossover of the two routes
             ordered, prefix, prefix_sq = self.derived("sorted", sorted_prefix_sums)
-            return lambda r: squared_error_sorted(ordered, prefix, prefix_sq, *args, r, *kind)
-        return lambda r: squared_error_by_ratio(values, *args, r, *kind)
+            return (lambda r: squared_error_sorted(ordered, prefix, prefix_sq, *args, r, *kind),
+                    channels * 3 * levels)
+        return lambda r: squared_error_by_ratio(values, *args, r, *kind), channels * n
+
+
+def search_plan(steps: int, unit: int) -> list[int]:
+    """Strides of a coarse-to-fine search over ``steps`` candidates costing ``unit`` each:
+    [5, 1] (every 5th, then the 9 around the winner) when that fits `TOTAL_WORK_BUDGET`,
+    else the cheapest-fitting level-by-level plan with at most k candidates per level,
+    k >= `MIN_CANDIDATES_PER_LEVEL`."""
+    if steps < 2 * COARSE_STRIDE:
+        return [1]  # fewer candidates than the coarse-to-fine plan scores
+    legacy = [COARSE_STRIDE, 1]
+    if plan_cost(steps, legacy) * unit <= TOTAL_WORK_BUDGET:
+        return legacy
+    best = None
+    for k in range(min(steps, 64), MIN_CANDIDATES_PER_LEVEL - 1, -1):
+        plan, width = [], steps
+        while width > k:
+            stride = -(-width // k)
+            plan.append(stride)
+            width = 2 * stride - 1
+        plan.append(1)
+        if best is None or plan_cost(steps, plan) < plan_cost(steps, best):
+            best = plan
+        if plan_cost(steps, plan) * unit <= TOTAL_WORK_BUDGET:
+            return plan
+    # Even the cheapest full plan is over budget: stop refining where the budget runs out
+    # (the first level always runs), so the ratio is found to a coarser stride.
+    while len(best) > 1 and plan_cost(steps, best) * unit > TOTAL_WORK_BUDGET:
+        best = best[:-1]
+    return best
+
+
+def plan_cost(steps: int, plan: list[int]) -> int:
+    """Candidates (per channel) a plan scores at most."""
+    total, width = 0, steps
+    for stride in plan:
+        total += -(-width // stride)
+        width = 2 * stride - 1
+    return total
 
 
 def _last_argmin(errors: torch.Tensor) -> torch.Tensor:

@@ -21,12 +21,13 @@ class StoredDataObserver(BaseObserver):
 
     def _observe(self, flat: torch.Tensor, batch_min: torch.Tensor,
                  batch_max: torch.Tensor) -> None:
-        self._stored += flat.numel()
-        if self._stored > MAX_STORED_ELEMENTS:
+        stored = self._stored + flat.numel()
+        if stored > MAX_STORED_ELEMENTS:  # refused: nothing of this batch is kept
             raise ValueError(
-                f"{self.name}: {type(self).__name__} would keep {self._stored:,} calibration "
+                f"{self.name}: {type(self).__name__} would keep {stored:,} calibration "
                 f"values, over its limit of {MAX_STORED_ELEMENTS:,}; use fewer or smaller "
                 "calibration batches, or MinmaxObserver/EmaMinmaxObserver")
+        self._stored = stored
         self._track_min_max(batch_min, batch_max)
         # A view may share memory with the caller's batch, which the caller may overwrite.
         self._chunks.append(flat.clone(memory_format=torch.contiguous_format)

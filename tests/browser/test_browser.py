@@ -87,8 +87,14 @@ def _metric_value(page, label: str) -> str:
 
 def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
     charts = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
-    charts.nth(3).wait_for(state="visible")
-    assert charts.count() >= 4
+    charts.nth(1).wait_for(state="visible")
+    assert charts.count() == 2  # the open result view only: the two histograms
+    page.get_by_role("tab", name="Error maps").click()  # another view draws its own plots
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]
+            .filter(t => t.textContent.includes('quantization error')).length == 2""")
+    page.get_by_role("tab", name="Histograms").click()
+    charts.nth(1).wait_for(state="visible")
     before = _metric_value(page, "Weight QSNR")
     assert re.fullmatch(r"\d+\.\d+ dB", before), before
 

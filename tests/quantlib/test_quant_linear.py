@@ -10,9 +10,11 @@ from torch import nn
 
 from quantlib.bit_type import BitType
 from quantlib.config_loader import load_config_from_yaml
+from quantlib.profiler import QuantProfiler, beyond_half_step
 from quantlib.quant_config import QuantConfig
 from quantlib.quant_linear import QuantLinear
 from quantlib.quant_linear import test_quantlinear_profiling as seed_self_test
+from quantlib.quantizers import Quantizer
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "attn_config.yaml"
 
@@ -33,17 +35,26 @@ def calibrated(layer: QuantLinear, batches: int = 4, seed: int = 1) -> QuantLine
 
 def test_seed_usage_example_runs_as_written():
     configs = load_config_from_yaml(CONFIG)
-    layer = QuantLinear(input_module=nn.Linear(64, 96), out_config=configs["output"],
+    linear = nn.Linear(64, 96)
+    layer = QuantLinear(input_module=linear, out_config=configs["output"],
                         weight_config=configs["weight"], layer_name="test_layer")
     for x in [torch.randn(8, 64) for _ in range(4)]:
         layer.calibration(x)
     (weight_params, output_params) = layer.compute_output_quant_params()
     layer.mode = "quantized"
-    layer(torch.randn(8, 64))
+    x = torch.randn(8, 64)
+    y = layer(x)
     results = layer.get_profiling_results()
-    assert f"{results['output']['statistics']['qsnr']:.2f}"
     assert weight_params[0].shape == (96,) and output_params[0].shape == (96,)
-    assert math.isfinite(results["weight"]["statistics"]["qsnr"])
+    ref = linear(x).detach().double()
+    out_noise = (y.double() - ref).pow(2).sum()
+    assert results["output"]["statistics"]["qsnr"] == pytest.approx(
+        float(10 * torch.log10(ref.pow(2).sum() / out_noise)), abs=1e-4)
+    w = linear.weight.detach().double()
+    w_noise = (layer.dequant_weight.double() - w).pow(2).sum()
+    assert results["weight"]["statistics"]["qsnr"] == pytest.approx(
+        float(10 * torch.log10(w.pow(2).sum() / w_noise)), abs=1e-4)
+    assert results["weight"]["statistics"]["qsnr"] > 35.0  # 8-bit per-channel weights
 
 
 def test_self_test_passes():
@@ -143,7 +154,7 @@ def test_lossless_weight_reports_infinite_qsnr():
     assert float(layer.weight_scaler) == 1.0 and int(layer.weight_zero) == 0
     stats = layer.get_profiling_results()["weight"]["statistics"]
     assert stats["qsnr"] == math.inf and stats["mse"] == 0.0
-    assert stats["per_channel_qsnr"].isinf().all()
+    assert stats["per_channel_qsnr"].tolist() == [math.inf] * 3  # +inf, never -inf or NaN
 
 
 @pytest.mark.parametrize("bad,error,fragment", [
@@ -183,10 +194,17 @@ def test_unknown_mode_is_refused():
 
 
 def test_layer_moves_with_to_and_state_dict_keeps_codes():
-    layer = QuantLinear(make_linear(), QuantConfig(), QuantConfig())
+    layer = calibrated(QuantLinear(make_linear(), QuantConfig(), QuantConfig(),
+                                   act_config=QuantConfig()))
     state = layer.state_dict()
     assert state["quant_weight"].dtype == torch.int32
-    assert "weight_quantizer.scale" in state
+    assert torch.equal(state["weight_quantizer.scale"], layer.weight_scaler)
+    layer.to("meta")
+    for name in ("weight", "bias", "quant_weight", "dequant_weight", "weight_scaler",
+                 "weight_zero", "output_scaler", "output_zero", "input_scaler", "input_zero"):
+        assert getattr(layer, name).device.type == "meta", name
+    assert layer.quant_weight.dtype == torch.int32 and layer.weight_zero.dtype == torch.int64
+    assert layer.weight_scaler is layer.weight_quantizer.scale
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none in CI)")
@@ -213,8 +231,53 @@ def test_minmax_clips_nothing_and_percentile_reports_its_clipping():
     layer = QuantLinear(linear, minmax, minmax)
     assert layer.get_profiling_results()["weight"]["statistics"]["clip_fraction"] == 0.0
     pct = QuantConfig(observer_type="PercentileObserver", percentile_alpha=0.9)
-    clipped = QuantLinear(linear, minmax, pct).get_profiling_results()["weight"]["statistics"]
-    assert 0.15 < clipped["clip_fraction"] < 0.25  # ~10% beyond each tail
+    pct_layer = QuantLinear(linear, minmax, pct)
+    clipped = pct_layer.get_profiling_results()["weight"]["statistics"]
+    # float64: beyond the grid's ends [(qmin - zp) * s, (qmax - zp) * s] by over half a step
+    w = linear.weight.detach().double()
+    s = pct_layer.weight_scaler.double()[:, None]
+    zp = pct_layer.weight_zero.double()[:, None]
+    lo, hi = (-128 - zp) * s, (127 - zp) * s
+    beyond = int(((w < lo - s / 2) | (w > hi + s / 2)).sum())
+    assert 0.15 * w.numel() < beyond < 0.25 * w.numel()  # ~10% beyond each tail
+    assert clipped["clip_fraction"] * w.numel() == pytest.approx(beyond, abs=1e-9)
+
+
+@pytest.mark.parametrize("values,expected", [
+    ([127.4, 127.5, 127.6, 128.9, 129.6, 0.0, 50.2], 3),
+    ([-128.4, -128.5, -128.6, -129.9, -130.6, -3.5, 0.0], 3),
+    ([-128.55, -128.45, 127.45, 127.55, 1.0, 2.0, 3.0], 2),
+], ids=["upper", "lower", "both-near-edge"])
+def test_clipped_means_beyond_the_range_by_over_half_a_step(values, expected):
+    """int8, scale 1, zero 0: the grid ends at -128 and 127. Values there within half a step
+    round onto the last code (not clipped); past it the error comes from clamping."""
+    quantizer = Quantizer(BitType(8, True))
+    quantizer.update_quantization_params(torch.tensor([1.0]), torch.tensor([0]))
+    x = torch.tensor(values)
+    profiler = QuantProfiler("w")
+    profiler.update(x, quantizer(x), *quantizer.clip_range(), quantizer.scale)
+    assert profiler.get_results()["statistics"]["clip_fraction"] * len(values) == \
+        pytest.approx(expected, abs=1e-9)
+    assert int(beyond_half_step(x, torch.tensor(-128.0), torch.tensor(127.0),
+                                torch.tensor(1.0)).sum()) == expected
+
+
+@pytest.mark.parametrize("mode,bits,channels", [("channel_wise", 8, 48), ("layer_wise", 4, 1)],
+                         ids=["int8-per-channel", "int4-per-tensor"])
+def test_memory_counts_packed_codes_and_8_byte_qparams(mode, bits, channels):
+    """A float32 scale plus an int32 zero point is 8 bytes per qparam set."""
+    cfg = QuantConfig(calibration_mode=mode, bit_type=BitType(bits, True))
+    layer = calibrated(QuantLinear(make_linear(48, 33), cfg, cfg))
+    layer(torch.randn(10, 33))
+    memory = layer.get_profiling_results()
+    weight, output = memory["weight"]["memory"], memory["output"]["memory"]
+    packed = math.ceil(48 * 33 * bits / 8)
+    assert weight == {"fp32_bytes": 48 * 33 * 4, "quantized_bytes": packed,
+                      "qparam_bytes": 8 * channels,
+                      "compression_ratio": pytest.approx(48 * 33 * 4 / (packed + 8 * channels))}
+    out_packed = math.ceil(10 * 48 * bits / 8)
+    assert output["qparam_bytes"] == 8 * channels
+    assert output["compression_ratio"] == pytest.approx(10 * 48 * 4 / (out_packed + 8 * channels))
 
 
 def test_kept_fp32_output_is_the_true_reference():
@@ -226,3 +289,28 @@ def test_kept_fp32_output_is_the_true_reference():
     layer.keep_fp32_output = True
     layer(x)
     assert torch.equal(layer.last_fp32_output, linear(x).detach())
+
+
+@pytest.mark.parametrize("module", [
+    nn.Embedding(10, 4),
+    nn.Conv1d(4, 3, 1),
+], ids=["embedding", "conv1d"])
+def test_modules_that_are_not_linear_are_refused_by_name(module):
+    configs = load_config_from_yaml("configs/attn_config.yaml")
+    with pytest.raises(TypeError, match=type(module).__name__):
+        QuantLinear(module, configs["output"], configs["weight"])
+
+
+def test_a_linear_subclass_with_its_own_forward_is_refused():
+    class Scaled(nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    class Plain(nn.Linear):  # no forward of its own: a Linear in every way that matters
+        pass
+
+    configs = load_config_from_yaml("configs/attn_config.yaml")
+    with pytest.raises(TypeError, match="overrides forward"):
+        QuantLinear(Scaled(4, 3), configs["output"], configs["weight"])
+    layer = QuantLinear(Plain(4, 3), configs["output"], configs["weight"])
+    assert layer.weight.shape == (3, 4)

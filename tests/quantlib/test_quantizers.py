@@ -132,3 +132,21 @@ def test_quantizer_properties(values, bits, signed, symmetric):
     assert bool((err <= scale / 2 + float_slack).all())
     assert torch.equal(deq, torch.fake_quantize_per_tensor_affine(
         x, scale, zero.int(), bt.qmin, bt.qmax))
+
+
+@pytest.mark.parametrize("channel", [0, 1, 2])
+def test_levels_are_one_channels_grid(channel):
+    """levels(c) = (code - zp[c]) * scale[c] for every code, in float64 here."""
+    quantizer = Quantizer(BitType(3, False), channel_axis=0)
+    scales, zeros = [0.5, 0.125, 3.0], [0, 5, 7]
+    quantizer.update_quantization_params(torch.tensor(scales), torch.tensor(zeros))
+    expected = [(code - zeros[channel]) * scales[channel] for code in range(8)]
+    levels = quantizer.levels(channel)
+    assert levels.dtype == torch.float32 and levels.tolist() == expected
+
+
+def test_levels_of_a_per_tensor_quantizer_serve_every_channel():
+    quantizer = Quantizer(BitType(2, True))
+    quantizer.update_quantization_params(torch.tensor([0.75]), torch.tensor([1]))
+    for channel in (0, 5):
+        assert quantizer.levels(channel).tolist() == [-2.25, -1.5, -0.75, 0.0]

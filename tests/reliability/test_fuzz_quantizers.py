@@ -128,13 +128,39 @@ def test_minmax_keeps_every_value_within_one_step(setup, data):
 
 @FUZZ
 @given(setup=setups, data=channel_data(moderate), batches=st.integers(2, 3))
-def test_split_batches_give_finite_qparams_for_every_observer(setup, data, batches):
-    """Calibrating on several batches (split along the non-channel axis) behaves too."""
+def test_split_batches_give_the_same_qparams_as_one_batch(setup, data, batches):
+    """Calibrating on the same data split into batches (along the non-channel axis, some
+    parts possibly empty) gives the qparams of one batch: every observer but EMA looks at all
+    values at once. EMA follows m * old + (1 - m) * batch, checked with a loop here."""
     x, axis = data
-    obs = _observe(setup, x, axis)
-    for part in torch.tensor_split(x, batches, dim=1 - axis)[1:]:
-        obs.update(part)  # some parts may be empty: skipped
-    scale, zero = obs.get_quantization_params()
-    assert bool(torch.isfinite(scale).all() and (scale > 0).all())
-    bt = obs.bit_type
+    whole = _observe(setup, x, axis)
+    parts = torch.tensor_split(x, batches, dim=1 - axis)
+    split = _observe(setup, parts[0], axis)
+    for part in parts[1:]:
+        split.update(part)  # empty parts are skipped
+    assert split.num_observed == whole.num_observed
+    scale, zero = split.get_quantization_params()
+    bt = split.bit_type
+    assert bool(torch.isfinite(scale).all() and (scale >= EPS).all())
     assert bool(((zero >= bt.qmin) & (zero <= bt.qmax)).all())
+    if setup["observer"] != "EmaMinmaxObserver":
+        whole_scale, whole_zero = whole.get_quantization_params()
+        assert torch.equal(scale, whole_scale) and torch.equal(zero, whole_zero)
+        return
+    dims = [d for d in range(x.dim()) if d != axis] if setup["mode"] == "channel_wise" \
+        else list(range(x.dim()))
+    momentum, low, high = split.config.ema_momentum, None, None
+    for part in parts:
+        if part.numel() == 0:
+            continue
+        p_low, p_high = part.double().amin(dim=dims), part.double().amax(dim=dims)
+        if low is None:
+            low, high = p_low, p_high
+        else:
+            low = momentum * low + (1 - momentum) * p_low
+            high = momentum * high + (1 - momentum) * p_high
+    got_low, got_high = split.compute_range()
+    torch.testing.assert_close(got_low.double().reshape(-1), low.reshape(-1), rtol=1e-5,
+                               atol=1e-6)
+    torch.testing.assert_close(got_high.double().reshape(-1), high.reshape(-1), rtol=1e-5,
+                               atol=1e-6)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from explorer.core.blocks import block_reduce
+from explorer.core.channel_figures import make_per_channel_figure
 from explorer.core.figures import (
     MAX_CHANNEL_POINTS,
     MAX_LEVEL_LINES,
@@ -15,7 +16,6 @@ from explorer.core.figures import (
     make_error_heatmap,
     make_histogram_figure,
     make_memory_figure,
-    make_per_channel_figure,
     make_timing_figure,
 )
 
@@ -56,10 +56,16 @@ def test_histogram_draws_both_counts_and_clip_lines_at_the_clip_range(log_y):
     fig = make_histogram_figure(histogram, "weight", log_y=log_y)
     fp32, dequant = fig.data
     assert (fp32.name, dequant.name) == ("fp32", "dequantized")
-    np.testing.assert_array_equal(fp32.y, histogram["fp32_counts"].numpy())
-    np.testing.assert_array_equal(dequant.y, histogram["dequant_counts"].numpy())
     edges = histogram["edges"].numpy()
-    np.testing.assert_allclose(fp32.x, (edges[:-1] + edges[1:]) / 2)
+    for trace, counts in ((fp32, histogram["fp32_counts"].numpy()),
+                          (dequant, histogram["dequant_counts"].numpy())):
+        # a step outline over the edges: each bin's count from its left edge to the next
+        assert trace.line.shape == "hv" and trace.mode == "lines"
+        np.testing.assert_allclose(trace.x, edges)
+        expected = np.where(counts > 0, counts, np.nan) if log_y else counts
+        np.testing.assert_array_equal(trace.y[:-1], expected)
+        assert trace.y[-1] == trace.y[-2] or np.isnan(trace.y[-1])
+    assert fp32.fill == "tozeroy" and dequant.fill is None  # the line never hides the area
     for name, x in (("clip lo", -0.75), ("clip hi", 0.5)):
         (line,) = shapes_named(fig, name)
         assert line.x0 == line.x1 == x
@@ -90,13 +96,11 @@ def test_histogram_with_too_many_bins_is_merged_keeping_totals():
     histogram = make_histogram(num_bins=2000)
     fig = make_histogram_figure(histogram, "big")
     fp32, dequant = fig.data
-    assert len(fp32.y) <= 512
-    assert fp32.y.sum() == histogram["fp32_counts"].sum().item()
-    assert dequant.y.sum() == histogram["dequant_counts"].sum().item()
-    left = fp32.x - fp32.width / 2
-    right = fp32.x + fp32.width / 2
-    assert left[0] == pytest.approx(-1) and right[-1] == pytest.approx(1)
-    np.testing.assert_allclose(left[1:], right[:-1])
+    assert len(fp32.y) <= 512 + 1  # bins, plus the count repeated at the last edge
+    assert fp32.y[:-1].sum() == histogram["fp32_counts"].sum().item()
+    assert dequant.y[:-1].sum() == histogram["dequant_counts"].sum().item()
+    assert fp32.x[0] == pytest.approx(-1) and fp32.x[-1] == pytest.approx(1)
+    assert bool((np.diff(fp32.x) > 0).all())  # merged bins stay contiguous and ordered
 
 
 def test_histogram_with_mismatched_counts_raises():
@@ -337,3 +341,39 @@ def test_empty_timing_and_memory_say_there_is_no_data(make):
 def test_payload_bytes_is_the_json_size():
     fig = make_histogram_figure(make_histogram(), "w")
     assert figure_payload_bytes(fig) == len(fig.to_json().encode("utf-8"))
+
+
+def test_sorted_per_channel_puts_the_worst_first_and_names_them():
+    qsnr = torch.tensor([30.0, 12.0, math.inf, 25.0, 5.0, 40.0, 18.0], dtype=torch.float64)
+    lo = -torch.arange(1.0, 8.0)
+    hi = torch.arange(1.0, 8.0)
+    fig = make_per_channel_figure(qsnr, lo, hi, "weight", order="qsnr")
+    traces = {trace.name: trace for trace in fig.data}
+    line = traces["QSNR"]
+    assert list(line.customdata) == [4, 1, 6, 3, 0, 5, 2]  # channel numbers, worst first
+    finite = np.asarray(line.y)[:-1]
+    np.testing.assert_array_equal(finite, [5.0, 12.0, 18.0, 25.0, 30.0, 40.0])
+    assert line.y[-1] > 40  # the lossless channel, drawn at the cap, last
+    worst = traces["worst 5"]
+    assert list(worst.text) == ["ch 4", "ch 1", "ch 6", "ch 3", "ch 0"]
+    # the clip range row follows the same channel order
+    np.testing.assert_array_equal(traces["clip hi"].y, hi.numpy()[[4, 1, 6, 3, 0, 5, 2]])
+    (lossless,) = [t for t in fig.data if t.name.startswith("lossless")]
+    assert list(lossless.customdata) == [2]
+    assert "sorted by QSNR" in fig.layout.title.text
+
+
+def test_sorted_per_channel_keeps_the_worst_and_best_when_thinned():
+    channels = 3 * MAX_CHANNEL_POINTS + 7
+    qsnr = torch.linspace(10, 50, channels, dtype=torch.float64).flip(0)
+    fig = make_per_channel_figure(qsnr, None, None, "wide", order="qsnr")
+    line = fig.data[0]
+    assert len(line.x) <= MAX_CHANNEL_POINTS
+    assert line.customdata[0] == channels - 1 and line.customdata[-1] == 0
+    assert line.y[0] == 10.0 and line.y[-1] == 50.0
+    assert f"of {channels} ranks drawn" in fig.layout.title.text
+
+
+def test_unknown_channel_order_lists_the_choices():
+    with pytest.raises(ValueError, match="index"):
+        make_per_channel_figure(torch.zeros(3), None, None, "x", order="random")

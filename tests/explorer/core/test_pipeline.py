@@ -107,3 +107,67 @@ def test_figures_stay_under_two_megabytes_for_a_4096_square_layer(default_config
     figures = build_figures(result)
     sizes = {name: figure_payload_bytes(fig) for name, fig in figures.items()}
     assert all(size <= TWO_MB for size in sizes.values()), sizes
+
+
+# --- reuse: calibration and figures --------------------------------------------------------
+
+
+ACT = parse_section("calibration_mode: layer_wise\nbit_type: {bits: 6, signed: true, name: int6}\n"
+                    "observer_type: PercentileObserver\nquantization_method: Affine\n",
+                    "activation")
+
+
+@pytest.mark.parametrize("with_activation", [False, True], ids=["no-activation", "activation"])
+def test_a_weight_edit_reuses_the_calibration_and_gives_identical_results(
+        default_configs, monkeypatch, with_activation):
+    from quantlib.quant_linear import QuantLinear
+
+    base = {**default_configs, "activation": ACT if with_activation else None}
+    edited = {**base, "weight": dataclasses.replace(base["weight"], bit_type=BitType(4, True))}
+    calls = []
+    real = QuantLinear.calibration
+    monkeypatch.setattr(QuantLinear, "calibration",
+                        lambda self, x: calls.append(1) or real(self, x))
+    data = make_sample_data(SMALL)
+    run_pipeline(base, data)
+    assert len(calls) == SMALL.num_batches
+    reused = run_pipeline(edited, data)
+    assert len(calls) == SMALL.num_batches  # the weight edit did not calibrate again
+    fresh = run_pipeline(edited, make_sample_data(SMALL))  # new data: calibrates from scratch
+    assert len(calls) == 2 * SMALL.num_batches
+    for name, tensor in fresh.tensors.items():
+        other = reused.tensors[name]
+        assert torch.equal(tensor.scale, other.scale) and torch.equal(tensor.zero_point,
+                                                                      other.zero_point)
+        assert tensor.statistics["qsnr"] == other.statistics["qsnr"], name
+        assert torch.equal(tensor.error_map.blocks, other.error_map.blocks), name
+
+
+def test_an_output_edit_calibrates_again(default_configs, monkeypatch):
+    from quantlib.quant_linear import QuantLinear
+
+    calls = []
+    real = QuantLinear.calibration
+    monkeypatch.setattr(QuantLinear, "calibration",
+                        lambda self, x: calls.append(1) or real(self, x))
+    data = make_sample_data(SMALL)
+    first = run_pipeline(default_configs, data)
+    edited = {**default_configs, "output": dataclasses.replace(
+        default_configs["output"], percentile_alpha=0.99)}
+    second = run_pipeline(edited, data)
+    assert len(calls) == 2 * SMALL.num_batches
+    assert not torch.equal(first.tensors["output"].scale, second.tensors["output"].scale)
+
+
+def test_figures_are_built_only_when_asked_for(default_configs, monkeypatch):
+    from explorer.core import pipeline
+
+    built = []
+    real = pipeline.make_block_heatmap
+    monkeypatch.setattr(pipeline, "make_block_heatmap",
+                        lambda *a, **k: built.append(a[3]) or real(*a, **k))
+    figures = build_figures(run_pipeline(default_configs, make_sample_data(SMALL)))
+    assert {"weight_error", "output_error", "weight_histogram", "timing"} <= set(figures)
+    assert built == []  # listing the keys builds nothing
+    first = figures["weight_error"]
+    assert figures["weight_error"] is first and len(built) == 1  # built once, then kept

@@ -133,3 +133,60 @@ def test_ensure_section_widgets_reseeds_dropped_widget_state(state):
     S.ensure_section_widgets(state, "activation")
     assert state[S.text_key("activation")] == "bit_type: {bits: 5}\n"
     assert state["activation.bits"] == 5
+
+
+# --- issue 14: a YAML edit of bits/signed renames a default-pattern name ----------------------
+
+@pytest.mark.parametrize("text, expected, adjusted", [
+    ("bit_type:\n  bits: 4\n  signed: true\n  name: int8\n", "name: int4", True),
+    ("bit_type: {bits: 6, signed: false, name: int8}\n", "name: uint6", True),
+    ("# keep me\nbit_type:\n  bits: 4\n  name: uint8\n", "name: int4", True),  # signed default
+    ("bit_type:\n  bits: 4\n  signed: true\n  name: my_int\n", "name: my_int", False),
+    ("bit_type:\n  bits: 8\n  signed: true\n  name: int8\n", "name: int8", False),
+    ("bit_type:\n  bits: many\n  name: int8\n", "name: int8", False),
+], ids=["block", "flow-unsigned", "default-signed", "custom-name", "already-right",
+        "invalid-bits"])
+def test_sync_default_name(text, expected, adjusted):
+    new, message = S.sync_default_name(text)
+    assert expected in new
+    assert (message is not None) is adjusted
+    old = S.get_field(text, ("bit_type", "name"))
+    if adjusted:  # only the name changed: every other character is kept
+        assert "Adjusted `bit_type.name`" in message
+        assert new == text.replace(f"name: {old}", expected)
+    else:
+        assert new == text
+
+
+def test_text_change_renames_the_name_keeps_the_rest_and_says_so():
+    state: dict = {}
+    S.init_state(state)
+    text = state[S.store_key("weight")].replace("bits: 8", "bits: 4")
+    state[S.text_key("weight")] = text
+    S.on_text_change(state, "weight")
+    stored = state[S.store_key("weight")]
+    assert stored == text.replace("name: int8", "name: int4")  # only that line changed
+    assert state[S.text_key("weight")] == stored
+    assert state[S.field_key("weight", "bits")] == 4
+    assert "int8 to int4" in state[S.notice_key("weight")]
+    config, _, warnings = S.parse_text(stored, "weight")
+    assert config.bit_type.name == "int4" and not warnings
+
+
+def test_config_upload_limit_is_one_number():
+    from quantlib.config_loader import MAX_CONFIG_BYTES
+
+    assert f"{MAX_CONFIG_BYTES // 1024} KiB" == S.CONFIG_UPLOAD_LIMIT
+    assert S.CONFIG_UPLOAD_LIMIT in S.CONFIG_UPLOAD_HELP
+    level, message = S.load_upload({}, "big.yaml", b"#" * (MAX_CONFIG_BYTES + 1))
+    assert level == "error" and S.CONFIG_UPLOAD_LIMIT in message
+
+
+def test_text_change_keeps_invalid_bits_exactly_as_typed():
+    state: dict = {}
+    S.init_state(state)
+    text = state[S.store_key("weight")].replace("bits: 8", "bits: 99")
+    state[S.text_key("weight")] = text
+    S.on_text_change(state, "weight")
+    assert state[S.store_key("weight")] == text and "name: int8" in text
+    assert state[S.notice_key("weight")] is None

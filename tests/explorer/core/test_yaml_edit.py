@@ -162,3 +162,15 @@ def test_split_keeps_comments_with_their_section():
 
 def test_split_gives_up_on_flow_sections():
     assert split_document("weight: {observer_type: KLObserver}\noutputs: {}\n") == {}
+
+
+@pytest.mark.parametrize("text", [
+    "bits: 4\nx:\n" + "".join(" " * i + "-\n" for i in range(1, 800)),
+    "bit_type: " + "[" * 4000 + "]" * 4000 + "\n",
+    "bit_type:\n  bits: 4\n" + "".join(" " * i + f"k{i}:\n" for i in range(1200)),
+], ids=["block-sequence-800", "flow-4000", "block-mapping-1200"])
+def test_deep_nesting_is_invalid_yaml_not_a_recursion_error(text):
+    """Past MAX_DEPTH the text is treated as invalid: no RecursionError, no slow scan."""
+    assert get_field(text, ("bit_type", "bits")) is None
+    edited = set_field(text, ("bit_type", "bits"), 6)  # the line fallback, or None
+    assert edited is None or edited.count("\n") == text.count("\n")

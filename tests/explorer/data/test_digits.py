@@ -162,3 +162,29 @@ def test_layer_inputs_reject_bad_arguments(digits, kwargs, message):
 def test_bad_seed_is_refused(seed, tmp_path):
     with pytest.raises(ValueError, match="seed"):
         load_or_train_digits_model(seed=seed, cache_dir=tmp_path)
+
+
+def test_cache_keeps_at_most_max_files_evicting_the_least_recently_used(tmp_path,
+                                                                        stub_training):
+    """Each new seed writes a file; past MAX_CACHE_FILES the oldest-used ones go."""
+    import os
+
+    from explorer.data.digits import MAX_CACHE_FILES
+
+    stale = tmp_path / "digits-mlp-64-256-128-10-v0-seed3.safetensors"  # an older version
+    stale.write_bytes(b"old")
+    os.utime(stale, (1, 1))
+    other = tmp_path / "notes.txt"  # not a cache file: never touched
+    other.write_text("keep me")
+    seeds = list(range(100, 100 + MAX_CACHE_FILES + 5))
+    for age, seed in enumerate(seeds):
+        load_or_train_digits_model(seed=seed, cache_dir=tmp_path)
+        os.utime(cache_file(seed, tmp_path), (1000 + age, 1000 + age))
+    load_or_train_digits_model(seed=seeds[0], cache_dir=tmp_path)  # seed 100 is gone: retrain
+    assert stub_training == [*seeds, seeds[0]]
+    load_or_train_digits_model(seed=seeds[-1], cache_dir=tmp_path)  # cached: now most recent
+    cached = sorted(tmp_path.glob("digits-mlp-*.safetensors"))
+    assert len(cached) == MAX_CACHE_FILES and not stale.exists()
+    assert cache_file(seeds[0], tmp_path).exists() and cache_file(seeds[-1], tmp_path).exists()
+    assert not cache_file(seeds[1], tmp_path).exists()  # the least recently used
+    assert other.read_text() == "keep me"

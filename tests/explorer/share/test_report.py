@@ -105,3 +105,136 @@ def test_cli_report_body_is_the_config_text_as_written(tmp_path):
     out = tmp_path / "r.html"
     assert main(["--config", str(config), "-o", str(out), *SMALL]) == 0
     assert "# my comment" in out.read_text()
+
+
+def _output_cases(tmp_path: Path) -> dict:
+    config = tmp_path / "cfg.yaml"
+    config.write_text(CONFIG.read_text())
+    (tmp_path / "a_dir").mkdir()
+    (tmp_path / "plain.txt").write_text("x")
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    return {  # name -> (args after --config, fragment of the one-line error)
+        "missing-folder": (["-o", str(tmp_path / "nope" / "r.html")], "does not exist"),
+        "output-is-a-directory": (["-o", str(tmp_path / "a_dir")], "is a directory"),
+        "dev-full": (["-o", "/dev/full"], "not a regular file"),
+        "output-fifo": (["-o", str(fifo)], "not a regular file"),
+        "folder-is-a-file": (["-o", str(tmp_path / "plain.txt" / "r.html")], "Not a directory"),
+        "output-is-the-config": (["-o", str(config)], "same file as --config"),
+        "output-is-the-config-relative": (
+            ["-o", str(tmp_path / "a_dir" / ".." / "cfg.yaml")], "same file as --config"),
+        "metrics-is-the-config": (["-o", str(tmp_path / "r.html"), "--metrics", str(config)],
+                                  "--metrics"),
+        "metrics-is-the-output": (["-o", str(tmp_path / "r.html"), "--metrics",
+                                   str(tmp_path / "r.html")], "same file as --output"),
+        "metrics-is-a-directory": (["-o", str(tmp_path / "r.html"), "--metrics",
+                                    str(tmp_path / "a_dir")], "is a directory"),
+    }
+
+
+OUTPUT_CASES = ["missing-folder", "output-is-a-directory", "dev-full", "output-fifo",
+                "folder-is-a-file", "output-is-the-config", "output-is-the-config-relative",
+                "metrics-is-the-config", "metrics-is-the-output", "metrics-is-a-directory"]
+
+
+@pytest.mark.parametrize("case", OUTPUT_CASES)
+def test_cli_checks_output_paths_before_the_compute(tmp_path, capsys, monkeypatch, case):
+    from explorer.share import report
+
+    args, fragment = _output_cases(tmp_path)[case]
+    config = tmp_path / "cfg.yaml"
+    before = config.read_bytes()
+
+    def tripwire(*a, **k):
+        raise AssertionError("the pipeline ran before the paths were checked")
+
+    monkeypatch.setattr(report, "run_pipeline", tripwire)
+    assert main(["--config", str(config), *args, *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and fragment in err, err
+    assert config.read_bytes() == before  # -o equal to --config never overwrites it
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_write_failure_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """A disk that fills up while writing (ENOSPC, as /dev/full gives) exits 2 cleanly."""
+    from explorer.share import report
+
+    full = tmp_path / "tmp-on-full-disk"
+    monkeypatch.setattr(report.tempfile, "mkstemp",
+                        lambda **kw: (os.open("/dev/full", os.O_WRONLY), str(full)))
+    out = tmp_path / "r.html"
+    out.write_text("previous report")
+    assert main(["--config", str(CONFIG), "-o", str(out), *SMALL]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"error: cannot write {out}: No space left on device"), err
+    assert not any("Traceback" in line for line in err)
+    assert out.read_text() == "previous report"  # the old report is intact
+
+
+# --- issue 14: units, a settings table, viewport width, size, Compare and Whole model ---------
+
+def test_report_has_units_a_settings_table_and_fits_in_a_small_file(result):
+    import re
+
+    page = build_report_html(result, CONFIG.read_text(), "demo")
+    assert "QSNR (dB)" in page and "clipped (%)" in page and "compression (×)" in page
+    assert "<th class=\"l\">In features</th>" in page  # settings: a table, not a JSON dump
+    assert '{"in_features"' not in page
+    assert "max-width:100%" in page.replace(" ", "") and "overflow-x:auto" in page
+    assert 'name="viewport"' in page
+    assert page.count("plotlyjs-gz") == 2  # one embedded plotly.js (+ the loader's reference)
+    assert len(page.encode()) < 2_600_000, len(page.encode())  # was 5.7 MB; see the notes
+    scripts = re.findall(r'<script id="([^"]+)"', page)
+    assert scripts == ["plotlyjs-gz", "figures-gz"]
+
+
+def test_report_covers_compare_and_whole_model_when_given(result):
+    from explorer.compare import runs as C
+    from explorer.data.sources import make_sample_data
+    from explorer.model.summary import WholeModelSummary
+    from quantlib.config_loader import load_config_from_yaml
+
+    configs = load_config_from_yaml(CONFIG)
+    data = make_sample_data(result.settings)
+    runs = {"A": C.calibrate_config(configs, data)[1]}
+    sweeps = {"A": C.Sweep((4, 8), (20.0, 40.0), (18.0, 38.0))}
+    model = WholeModelSummary(seed=0, layers=({"name": "fc1", "shape": "256 x 64",
+                                               "weight_qsnr": 40.0, "output_qsnr": 39.0,
+                                               "cumulative_output_qsnr": 39.0,
+                                               "weight_clip_fraction": 0.0,
+                                               "output_clip_fraction": 0.001},),
+                              fp32_accuracy=0.972, quantized_accuracy=0.972,
+                              num_calibration_rows=1437, num_eval_rows=360,
+                              sensitivity={"fc1": 0.97})
+    plain = build_report_html(result, CONFIG.read_text(), "demo")
+    page = build_report_html(result, CONFIG.read_text(), "demo", compare_runs=runs,
+                             compare_sweeps=sweeps, model=model)
+    assert "<h2>Compare</h2>" in page and "Weight QSNR (dB)" in page
+    assert "<h2>Whole model (digits MLP)</h2>" in page and "a drop of 0.0 pp" in page
+    assert page.count("Plotly.newPlot") == plain.count("Plotly.newPlot") + 4  # 2 + 2 figures
+    assert "<h2>Compare</h2>" not in plain and "Whole model" not in plain
+
+
+def test_the_report_download_includes_compare_and_model_results_already_computed():
+    from explorer.compare import cache as compare_cache
+    from explorer.compare import state as CS
+    from explorer.compare.runs import SWEEP_BITS, parse_entry
+    from explorer.core import cache
+    from explorer.core.pipeline import DataSettings
+    from explorer.share.panel import report_extras
+
+    cache.clear_all()
+    settings = DataSettings(in_features=24, out_features=16, num_batches=2, batch_size=16)
+    text = Path(CONFIG).read_text()
+    state = {CS.COMPARE_ENTRIES: (("A", text), ("B", text.replace("bits: 8", "bits: 4", 1)),
+                                  ("bad", "weight: [\n"))}
+    configs = parse_entry("A", text).configs
+    assert report_extras(state, configs, settings, {}) == {
+        "compare_runs": None, "compare_sweeps": None, "model": None}  # nothing computed yet
+    run = compare_cache.compare_run(configs, settings)
+    sweep = compare_cache.compare_sweep(configs, settings, SWEEP_BITS)
+    extras = report_extras(state, configs, settings, {})
+    assert extras["compare_runs"] == {"A": run} and extras["compare_sweeps"] == {"A": sweep}
+    assert extras["model"] is None
+    cache.clear_all()

@@ -68,7 +68,7 @@ def _indent(text: str) -> str:
     (token_for(f"v: 1\n{VALID}data: {{input_source: Evil}}\n"), "input_source"),
     (token_for("a: &a [1]\nb: *a\n"), "not valid YAML"),
     (token_for("x" * 70_000), "over 65,536 bytes"),
-    (token_for("[1, 2]"), "version-1"),
+    (token_for("[1, 2]"), "a link holds a mapping"),
 ], ids=["missing", "not-base64", "too-long", "python-tag", "bad-bits", "huge-layer",
         "unknown-setting", "unknown-source", "alias", "zip-bomb", "not-a-state"])
 def test_hostile_or_bad_links_are_refused_cleanly(params, fragment):
@@ -121,7 +121,7 @@ def test_code_dtype_is_the_smallest_that_fits(bits, signed, dtype):
 
 
 @pytest.mark.parametrize("bits,signed", [(4, True), (8, False), (16, True)])
-def test_exported_safetensors_reload_into_identical_codes_and_qparams(bits, signed):
+def test_exported_layer_reloads_into_identical_codes_and_qparams_per_bit_type(bits, signed):
     torch.manual_seed(0)
     cfg = QuantConfig(calibration_mode="channel_wise", bit_type=BitType(bits, signed),
                       quantization_method="Affine")

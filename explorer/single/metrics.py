@@ -1,0 +1,94 @@
+"""The Single layer tab's metric cards (pure): values, plain-words help and the change since the
+previous setting.
+
+A card's delta compares it with the last *different* result shown in this session, so after
+an edit each card says what the edit did ("+6.02 dB"). A change below the card's display
+precision is no change: no arrow, never a red "-0.0".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from explorer.core.formatting import format_metric, format_qsnr
+from explorer.core.pipeline import TENSOR_TITLES, PipelineResult
+
+
+@dataclass(frozen=True)
+class Card:
+    label: str          # e.g. "Weight QSNR"
+    metric: str         # qsnr | mse | cosine_similarity | clip_fraction | compression_ratio
+    value: float | None
+    help: str
+
+    @property
+    def text(self) -> str:
+        return format_qsnr(self.value) if self.metric == "qsnr" else format_metric(
+            self.metric, self.value)
+
+
+HELP = {
+    "qsnr": "Signal-to-quantization-noise ratio, 10·log10(Σx² / Σ(x − x̂)²) over the "
+            "evaluation data. Higher is better: each extra bit adds about 6 dB; above ~40 dB "
+            "the error is usually harmless, below ~20 dB it is visible.",
+    "mse": "Mean squared error between the fp32 values and their dequantized copies. Lower is "
+           "better; rounding alone gives about Δ²/12 per value (Δ = the scale).",
+    "cosine_similarity": "Cosine of the angle between the fp32 and dequantized tensors. 1 is "
+                         "identical; 0.999 is typical for 8 bits.",
+    "clip_fraction": "Share of values clamped because they lie beyond the clip range (by more "
+                     "than half a step). Lower is better, but clipping a few outliers can pay "
+                     "for finer steps everywhere else.",
+    "compression_ratio": "fp32 bytes / (packed integer codes + scales and zero points).",
+}
+# +1: higher is better; -1: lower is better; 0: neither (shown grey).
+DIRECTION = {"qsnr": 1, "mse": -1, "cosine_similarity": 1, "clip_fraction": -1,
+             "compression_ratio": 0}
+SHORT = {"qsnr": "QSNR", "mse": "MSE", "cosine_similarity": "cosine",
+         "clip_fraction": "clipped", "compression_ratio": "compression"}
+
+
+def metric_cards(result: PipelineResult) -> dict[str, list[Card]]:
+    """Each tensor's cards, keyed by tensor name (weight, output, activation)."""
+    cards = {}
+    for name, tensor in result.tensors.items():
+        stats = tensor.statistics or {}
+        values = {**{k: stats.get(k) for k in ("qsnr", "mse", "cosine_similarity",
+                                               "clip_fraction")},
+                  "compression_ratio": tensor.memory.get("compression_ratio")}
+        cards[name] = [Card(f"{TENSOR_TITLES[name]} {SHORT[m]}", m, values[m], HELP[m])
+                       for m in SHORT]
+    return cards
+
+
+def card_values(cards: dict[str, list[Card]]) -> dict[str, float | None]:
+    """``{label: value}`` of every card: what the next result's deltas compare against."""
+    return {card.label: card.value for row in cards.values() for card in row}
+
+
+def card_delta(card: Card, before: float | None) -> str | None:
+    """The change from ``before`` as the card shows it ("+6.02 dB", "-1.2e-08"), or None when
+    there is nothing to compare or the change is below the card's display precision."""
+    after = card.value
+    if before is None or after is None or not (math.isfinite(before) and math.isfinite(after)):
+        return None
+    change = after - before
+    if card.metric == "qsnr":
+        text = f"{change:+.2f} dB"
+    elif card.metric == "mse":
+        text = f"{change:+.2e}"
+    elif card.metric == "cosine_similarity":
+        text = f"{change:+.6f}"
+    elif card.metric == "clip_fraction":
+        text = f"{100 * change:+.3f} pp"
+    else:
+        text = f"{change:+.2f}×"
+    digits = text.lstrip("+-").split()[0].rstrip("×")
+    if float(digits) == 0:  # rounds to zero at the card's precision: no change to report
+        return None
+    return text
+
+
+def delta_color(card: Card) -> str:
+    """Streamlit's ``delta_color`` for the card: green when the change is an improvement."""
+    return {1: "normal", -1: "inverse", 0: "off"}[DIRECTION[card.metric]]
