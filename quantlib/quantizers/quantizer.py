@@ -23,6 +23,15 @@ class Quantizer(nn.Module):
         self.register_buffer("scale", None)
         self.register_buffer("zero_point", None)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Before its first qparams a quantizer's buffers are None, which torch would report as
+        # unexpected keys: give each a slot of the incoming shape to load into.
+        for name in ("scale", "zero_point"):
+            incoming = state_dict.get(prefix + name)
+            if incoming is not None and getattr(self, name) is None:
+                setattr(self, name, torch.empty_like(incoming))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @property
     def is_ready(self) -> bool:
         return self.scale is not None

@@ -314,3 +314,45 @@ def test_a_linear_subclass_with_its_own_forward_is_refused():
         QuantLinear(Scaled(4, 3), configs["output"], configs["weight"])
     layer = QuantLinear(Plain(4, 3), configs["output"], configs["weight"])
     assert layer.weight.shape == (3, 4)
+
+
+def _calibrated(seed: int, weight_mode: str = "channel_wise") -> QuantLinear:
+    configs = load_config_from_yaml("configs/attn_config.yaml")
+    weight_config = QuantConfig(calibration_mode=weight_mode)
+    generator = torch.Generator().manual_seed(seed)
+    linear = nn.Linear(32, 24)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(24, 32, generator=generator) * (seed + 1))
+    layer = QuantLinear(linear, configs["output"], weight_config)
+    for _ in range(2):
+        layer.calibration(torch.randn(16, 32, generator=generator) * (seed + 1))
+    layer.compute_output_quant_params()
+    layer.mode = "quantized"
+    return layer
+
+
+@pytest.mark.parametrize("target_calibrated", [True, False], ids=["calibrated", "fresh"])
+def test_a_state_dict_round_trip_gives_identical_outputs(target_calibrated):
+    source = _calibrated(seed=0)
+    target = _calibrated(seed=5) if target_calibrated else QuantLinear(
+        nn.Linear(32, 24), source.out_config, source.weight_config)
+    x = torch.randn(8, 32, generator=torch.Generator().manual_seed(9))
+    target.load_state_dict(source.state_dict())
+    target.mode = "quantized"
+    assert torch.equal(target.dequant_weight, source.dequant_weight)  # rebuilt from the codes
+    assert torch.equal(target.output_scaler, source.output_scaler)
+    assert torch.equal(target(x), source(x))
+
+
+def test_loading_qparams_of_another_granularity_is_refused():
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        _calibrated(seed=1, weight_mode="layer_wise").load_state_dict(_calibrated(0).state_dict())
+
+
+def test_loading_codes_outside_the_bit_type_is_refused():
+    source = _calibrated(seed=0)
+    narrow = QuantLinear(nn.Linear(32, 24), source.out_config,
+                         QuantConfig(calibration_mode="channel_wise",
+                                     bit_type=BitType(4, True)))
+    with pytest.raises(ValueError, match="outside this layer's int4 range"):
+        narrow.load_state_dict(source.state_dict())
