@@ -817,6 +817,22 @@ def test_every_widget_of_the_tab_has_plain_help(small_app, digits_home, tab):
     assert not missing, missing
 
 
+@pytest.mark.parametrize("source", ["synthetic", "digits", "upload"])
+def test_every_single_layer_and_sidebar_widget_has_plain_help(digits_home, _warm_torch, source):
+    at = start_app(source=source, **SMALL_LAYER)
+    at.toggle(key=S.ACT_ENABLED).set_value(True).run()  # the activation editor too
+    for view in ("Error maps", "Per channel"):  # the views with their own toggles
+        at.session_state[SINGLE.RESULT_VIEW] = view
+        at.run()
+        widgets = tab_widgets(at, "Single layer") + [
+            w for kind in WIDGET_TYPES for w in at.sidebar.get(kind)]
+        assert len(widgets) >= 25, len(widgets)
+        missing = [(type(w).__name__, w.label) for w in widgets if not (w.help or "").strip()]
+        assert not missing, missing
+    uploaders = at.sidebar.get("file_uploader")
+    assert uploaders and all((u.proto.help or "").strip() for u in uploaders)
+
+
 def test_a_yaml_edit_of_bits_renames_a_default_name_and_says_so(app):
     edit_yaml(app, "weight", yaml_text(app, "weight").replace("bits: 8", "bits: 4"))
     assert not app.exception

@@ -25,6 +25,24 @@ from quantlib.quant_config import CALIBRATION_MODES, OBSERVER_TYPES, QUANTIZATIO
 logger = logging.getLogger("explorer")
 
 EDITOR_HEIGHT = 240
+FIELD_HELP = {
+    "observer_type": "How the clip range is chosen from the data: MinMax takes the extremes; "
+                     "EMA smooths them over batches; Percentile ignores the rarest tail; OMSE "
+                     "searches the range with the lowest MSE; KL matches the distribution "
+                     "(TensorRT's entropy calibration).",
+    "bits": "Integer width: 2^bits levels. Each extra bit halves the step and adds ~6 dB QSNR.",
+    "signed": "Signed codes (int8: -128..127) or unsigned (uint8: 0..255). Unsigned suits "
+              "non-negative tensors such as ReLU outputs.",
+    "quantization_method": "Uniform = symmetric: a grid centred on 0 (zero point 0). Affine = "
+                           "asymmetric: the grid spans exactly [min, max], with a zero point.",
+    "calibration_mode": "layer_wise: one scale for the whole tensor. channel_wise: one scale "
+                        "per channel (weight rows, output or input features), which protects "
+                        "small channels from large ones.",
+    "percentile_alpha": "PercentileObserver only: the share of values kept inside the clip "
+                        "range (0.9999 clips the 0.01 % most extreme values).",
+    "kl_bins": "KLObserver only: histogram bins for the entropy search; more bins resolve the "
+               "threshold more finely and cost more time.",
+}
 FIELD_LABELS = {
     "observer_type": "Observer",
     "bits": "Bits",
@@ -50,6 +68,7 @@ def render_sidebar(state) -> DataSettings:
                          help=S.CONFIG_UPLOAD_HELP)
         st.download_button("Download current YAML", data=S.document_text(state),
                            file_name="quant_config.yaml", mime="application/x-yaml",
+                           help="Every enabled section as one YAML file, comments kept.",
                            key=S.DOWNLOAD, on_click="ignore", width="stretch")
         notice = state.get(S.CONFIG_NOTICE)
         if notice:
@@ -63,17 +82,26 @@ def render_sidebar(state) -> DataSettings:
         for column, name, label in ((left, "in_features", "In features"),
                                     (right, "out_features", "Out features")):
             column.number_input(label, *limits[name], step=1, key=S.data_key(name),
-                                disabled=shape_fixed)
-        st.number_input("Seed", *limits["seed"], step=1, key=S.data_key("seed"))
+                                disabled=shape_fixed,
+                                help="The Linear's shape: weight [out, in]. A real layer "
+                                     "fixes it.")
+        st.number_input("Seed", *limits["seed"], step=1, key=S.data_key("seed"),
+                        help="Seeds the synthetic weight and inputs (and the digits MLP's "
+                             "training); the same seed gives the same numbers.")
         st.selectbox("Weight source", synthetic.WEIGHT_SOURCES, key=S.data_key("weight_source"),
-                     disabled=state[S.data_key("source")] != "synthetic")
+                     disabled=state[S.data_key("source")] != "synthetic",
+                     help="The synthetic weight's distribution. Heavy tails and outlier "
+                          "channels are where MinMax loses to Percentile, OMSE and KL.")
         st.selectbox("Calibration input", synthetic.INPUT_SOURCES,
-                     key=S.data_key("input_source"), disabled=data_panel.inputs_fixed(state))
+                     key=S.data_key("input_source"), disabled=data_panel.inputs_fixed(state),
+                     help="The inputs the layer is calibrated and evaluated on; 'LLM-like' "
+                          "has a few large outlier features, as real transformers do.")
         left, right = st.columns(2)
         left.number_input("Batches", *limits["num_batches"], step=1,
-                          key=S.data_key("num_batches"))
+                          key=S.data_key("num_batches"),
+                          help="Calibration batches fed to the output observer.")
         right.number_input("Batch size", *limits["batch_size"], step=1,
-                           key=S.data_key("batch_size"))
+                           key=S.data_key("batch_size"), help="Rows per calibration batch.")
         settings = S.data_settings(state)
         st.caption(data_panel.data_caption(settings))
     return settings
@@ -109,7 +137,9 @@ def render_editors(state) -> tuple[dict | None, bool]:
     Returns ``(configs, has_errors)``: configs is the loader's ``{'weight', 'output',
     'activation'}`` when every enabled section is valid, else None.
     """
-    st.toggle("Quantize the input activation too (activation section)", key=S.ACT_ENABLED)
+    st.toggle("Quantize the input activation too (activation section)", key=S.ACT_ENABLED,
+              help="Also fake-quantize the layer's input x before the matmul (a third editor, "
+                   "`activation:`); off, the input stays fp32 as in weight-only schemes.")
     sections = S.enabled_sections(state)
     configs: dict = {"activation": None}
     valid = True
@@ -157,20 +187,21 @@ def _render_field_widgets(state, section: str) -> None:
         return {"key": key(field), "on_change": S.on_field_change,
                 "args": (state, section, field)}
 
-    st.selectbox(FIELD_LABELS["observer_type"], OBSERVER_TYPES, **common("observer_type"))
-    st.number_input(FIELD_LABELS["bits"], min_value=2, max_value=16, step=1, **common("bits"))
-    st.toggle(FIELD_LABELS["signed"], **common("signed"))
+    st.selectbox(FIELD_LABELS["observer_type"], OBSERVER_TYPES, help=FIELD_HELP["observer_type"],
+                 **common("observer_type"))
+    st.number_input(FIELD_LABELS["bits"], min_value=2, max_value=16, step=1,
+                    help=FIELD_HELP["bits"], **common("bits"))
+    st.toggle(FIELD_LABELS["signed"], help=FIELD_HELP["signed"], **common("signed"))
     st.selectbox(FIELD_LABELS["quantization_method"], QUANTIZATION_METHODS,
-                 help="Uniform = symmetric, Affine = asymmetric",
-                 **common("quantization_method"))
+                 help=FIELD_HELP["quantization_method"], **common("quantization_method"))
     st.selectbox(FIELD_LABELS["calibration_mode"], CALIBRATION_MODES,
-                 **common("calibration_mode"))
+                 help=FIELD_HELP["calibration_mode"], **common("calibration_mode"))
     observer = state[key("observer_type")]
     st.number_input(FIELD_LABELS["percentile_alpha"], min_value=0.500001, max_value=1.0,
                     step=0.0001, format="%.6f", disabled=observer != "PercentileObserver",
-                    help="Used by PercentileObserver", **common("percentile_alpha"))
+                    help=FIELD_HELP["percentile_alpha"], **common("percentile_alpha"))
     st.number_input(FIELD_LABELS["kl_bins"], min_value=16, max_value=65536, step=128,
-                    disabled=observer != "KLObserver", help="Used by KLObserver",
+                    disabled=observer != "KLObserver", help=FIELD_HELP["kl_bins"],
                     **common("kl_bins"))
 
 
