@@ -123,10 +123,10 @@ def render_start_here(state) -> None:
     """A short orientation strip above the editors, until the user dismisses it."""
     if state.get(SS.START_HIDDEN):
         return
-    text, button = st.columns([12, 1], vertical_alignment="center")
-    text.info(START_HERE)
-    button.button("✕", key="single.start_dismiss", help="Hide this introduction",
-                  on_click=lambda: state.__setitem__(SS.START_HIDDEN, True))
+    st.info(START_HERE)
+    st.button("Hide this introduction", key="single.start_dismiss", type="tertiary",
+              help="It stays hidden for this session.",
+              on_click=lambda: state.__setitem__(SS.START_HIDDEN, True))
 
 
 

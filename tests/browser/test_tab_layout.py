@@ -34,6 +34,7 @@ SIZES = [(1400, 1000), (1024, 768)]
 TITLED = """() => [...document.querySelectorAll('.js-plotly-plot')]
     .some(p => p.layout && ((p.layout.title || {}).text || '').includes(TITLE))"""
 TABS = {  # tab -> (screenshot name, a JS test that its content is drawn)
+    "Single layer": ("single-layer", TITLED.replace("TITLE", "'values: fp32 vs dequantized'")),
     "Teach": ("teach", """() => document.querySelectorAll('.katex-display').length >= 8
         && [...document.querySelectorAll('h3')].some(h => h.innerText.startsWith('5 ·'))"""),
     "Compare": ("compare", TITLED.replace("TITLE", "'Bit-width sweep'")),

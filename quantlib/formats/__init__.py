@@ -1,0 +1,12 @@
+"""Number formats beyond per-tensor/per-channel integers, as pure torch fake-quantization
+kernels: FP8 (E4M3, E5M2), OCP MX (MXFP8, MXFP6, MXFP4, MXINT8), NVFP4 and block-wise INT.
+
+Every float format is bit-exact against torchao 0.18's reference (MXINT8, which torchao lacks,
+follows the OCP MX v1.0 definition); torchao is needed by the tests only. Entry point:
+``fake_quantize(x, name, block_size=None, axis=None, amax=None)``; ``FORMATS`` maps each name
+to its ``FormatSpec``.
+"""
+
+from quantlib.formats.registry import FORMATS, FormatSpec, fake_quantize, get_format
+
+__all__ = ["FORMATS", "FormatSpec", "fake_quantize", "get_format"]
