@@ -32,11 +32,23 @@ def test_fp8_matches_torchao(name, shape, block_size, axis, distribution):
     ours = fake_quantize(x, name, block_size=block_size, axis=axis)
     if shape[0] == 1 and axis == -1:
         # torchao 0.18's _choose_scale_float8 cannot shape per-element scales on a size-1
-        # leading dim; the same per-element scales are its blocks of one value.
-        reference = fp8_reference(x, name, block_size=1)
+        # leading dim: take its scale rule (amax / max_finite, here each |x|) by hand and
+        # torchao's own quantize/dequantize.
+        reference = per_element_fp8_reference(x, name)
     else:
         reference = fp8_reference(x, name, block_size, axis)
     assert_equal_or_zero_where_reference_nan(ours, reference, x)
+
+
+def per_element_fp8_reference(x: torch.Tensor, name: str) -> torch.Tensor:
+    from torchao.quantization.quant_primitives import (
+        _dequantize_affine_float8,
+        _quantize_affine_float8,
+    )
+
+    dtype = {"fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}[name]
+    scale = (x.abs() / torch.finfo(dtype).max).to(torch.float32)
+    return _dequantize_affine_float8(_quantize_affine_float8(x, scale, dtype), scale, x.dtype)
 
 
 @pytest.mark.parametrize("distribution", ["gaussian", "outliers", "wide", "huge"])
