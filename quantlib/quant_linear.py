@@ -260,6 +260,24 @@ class QuantLinear(nn.Module):
                 f"mode={self._mode}")
 
 
+def _refresh_after_load(layer: QuantLinear, incompatible_keys) -> None:
+    """After ``load_state_dict``: the codes and qparams are the loaded ones, so the dequantized
+    weight (not saved) is rebuilt from them; codes outside this layer's bit type are refused."""
+    if incompatible_keys.missing_keys or incompatible_keys.unexpected_keys:
+        return  # torch raises for these (strict) or the caller chose to ignore them
+    codes = layer.quant_weight
+    if codes is None or not layer.weight_quantizer.is_ready:
+        return
+    bits = layer.weight_config.bit_type
+    low, high = int(codes.min()), int(codes.max())
+    if low < bits.qmin or high > bits.qmax:
+        raise ValueError(f"{layer.layer_name}: the loaded weight codes span [{low}, {high}], "
+                         f"outside this layer's {bits.name} range [{bits.qmin}, {bits.qmax}]; "
+                         "load a state_dict saved with the same weight config")
+    with torch.no_grad():
+        layer.dequant_weight = layer.weight_quantizer.dequantize(codes)
+
+
 def _check_finite(t: torch.Tensor, layer_name: str, what: str) -> None:
     if t.numel() == 0:
         return
@@ -338,21 +356,3 @@ if __name__ == "__main__":
     failed = test_quantlinear_profiling()
     print("PASSED" if not failed else f"FAILED: {len(failed)} check(s)")
     sys.exit(1 if failed else 0)
-
-
-def _refresh_after_load(layer: QuantLinear, incompatible_keys) -> None:
-    """After ``load_state_dict``: the codes and qparams are the loaded ones, so the dequantized
-    weight (not saved) is rebuilt from them; codes outside this layer's bit type are refused."""
-    if incompatible_keys.missing_keys or incompatible_keys.unexpected_keys:
-        return  # torch raises for these (strict) or the caller chose to ignore them
-    codes = layer.quant_weight
-    if codes is None or not layer.weight_quantizer.is_ready:
-        return
-    bits = layer.weight_config.bit_type
-    low, high = int(codes.min()), int(codes.max())
-    if low < bits.qmin or high > bits.qmax:
-        raise ValueError(f"{layer.layer_name}: the loaded weight codes span [{low}, {high}], "
-                         f"outside this layer's {bits.name} range [{bits.qmin}, {bits.qmax}]; "
-                         "load a state_dict saved with the same weight config")
-    with torch.no_grad():
-        layer.dequant_weight = layer.weight_quantizer.dequantize(codes)
