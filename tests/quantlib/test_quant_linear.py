@@ -356,3 +356,13 @@ def test_loading_codes_outside_the_bit_type_is_refused():
                                      bit_type=BitType(4, True)))
     with pytest.raises(ValueError, match="outside this layer's int4 range"):
         narrow.load_state_dict(source.state_dict())
+
+
+def test_the_seed_self_test_runs_as_a_module():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "quantlib.quant_linear"], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.rstrip().endswith("PASSED") and "[FAIL" not in done.stdout
