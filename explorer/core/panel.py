@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import streamlit as st
 
 logger = logging.getLogger("explorer")
 
+# A bar that flashes for a 50 ms edit costs the browser more than it tells the user: show it
+# only for work that has already taken this long.
+SHOW_AFTER_S = 0.25
+
 
 def run_with_progress(text: str, compute: Callable, what: str, failed: str,
                       rejected: Callable[[Exception], str] | None = None):
-    """``compute(progress)`` under a progress bar starting at ``text``; the bar is removed
-    afterwards. A ValueError/RuntimeError shows ``rejected(err)`` when given (bad input, logged
-    as a warning); any other failure is logged with its traceback and shows ``failed``, never
-    the traceback. Returns None after a failure."""
-    bar = st.progress(0.0, text=text)
+    """``compute(progress)`` under a progress bar (``text`` until the first status), shown once
+    the work has taken `SHOW_AFTER_S` and removed afterwards. A ValueError/RuntimeError
+    shows ``rejected(err)`` when given (bad input, logged as a warning); any other failure
+    is logged with its traceback and shows ``failed``, never the traceback. Returns None
+    after a failure."""
+    slot = st.empty()  # the bar appears only once the work has taken SHOW_AFTER_S
+    started = time.perf_counter()
+
+    def report(fraction: float, status: str) -> None:
+        if time.perf_counter() - started >= SHOW_AFTER_S:
+            slot.progress(min(max(fraction, 0.0), 1.0), text=status or text)
+
     try:
-        return compute(lambda f, status: bar.progress(min(max(f, 0.0), 1.0), text=status))
+        return compute(report)
     except Exception as err:  # noqa: BLE001 - the page must never show a traceback
         if rejected is not None and isinstance(err, (ValueError, RuntimeError)):
             logger.warning("%s rejected the input: %s", what, err)
@@ -28,4 +40,4 @@ def run_with_progress(text: str, compute: Callable, what: str, failed: str,
             st.error(failed, icon="🚫")
         return None
     finally:
-        bar.empty()
+        slot.empty()
