@@ -241,10 +241,10 @@ def render_decomposition(state, analysis: teach_data.LayerAnalysis) -> None:
                     horizontal=True,
                     help="Which quantized tensor to split into clipping and rounding error.")
     d = teach_data.decompose(analysis, name)
-    cards = [("Total MSE", f"{d['total_mse']:.4e}"),
-             ("Clipping MSE", f"{d['clipping_mse']:.4e}"),
-             ("Rounding MSE", f"{d['rounding_mse']:.4e}"),
-             ("Δ²/12 (theory)", f"{d['theoretical_rounding_mse']:.4e}"),
+    cards = [("Total MSE", f"{d['total_mse']:.3e}"),
+             ("Clipping MSE", f"{d['clipping_mse']:.3e}"),
+             ("Rounding MSE", f"{d['rounding_mse']:.3e}"),
+             ("Δ²/12 (theory)", f"{d['theoretical_rounding_mse']:.3e}"),
              ("Rounding / (Δ²/12)", f"{d['rounding_vs_theory']:.3f}")]
     for column, (label, value) in zip(st.columns(len(cards)), cards):
         column.metric(label, value, help=DECOMPOSITION_HELP[label])

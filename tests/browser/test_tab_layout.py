@@ -62,6 +62,8 @@ MEASURE = r"""() => {
     katexCount: [...panel.querySelectorAll('.katex-display')].filter(visible).length,
     buttons: [...panel.querySelectorAll('button')].filter(visible)
       .filter(b => [b, ...b.querySelectorAll('*')].some(wide)).map(describe),
+    metrics: [...panel.querySelectorAll('[data-testid="stMetricValue"]')].filter(visible)
+      .filter(el => [el, ...el.querySelectorAll('*')].some(wide)).map(describe),
     tables: [...panel.querySelectorAll('[data-testid="stDataFrame"] .dvn-scroller')]
       .filter(visible).filter(wide).map(el => [el.scrollWidth, el.clientWidth]),
     labels: [...panel.querySelectorAll('[data-testid="stWidgetLabel"]')].filter(visible)
@@ -139,6 +141,8 @@ def test_tabs_fit_explain_and_do_not_overlap(sync_playwright, app_url, size):  #
                 problems.append(f"{where}: clipped formulas {found['katex']}")
             if found["buttons"]:
                 problems.append(f"{where}: truncated buttons {found['buttons']}")
+            if found["metrics"]:
+                problems.append(f"{where}: truncated metric values {found['metrics']}")
             if width >= 1400 and found["tables"]:
                 problems.append(f"{where}: tables scroll sideways {found['tables']}")
             bare = [label for label, has_help in found["labels"] if not has_help]
