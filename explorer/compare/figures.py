@@ -18,7 +18,8 @@ from plotly.subplots import make_subplots
 
 from explorer.compare.clip import ClipView
 from explorer.compare.runs import Sweep, ideal_qsnr
-from explorer.core.figures import INF_QSNR_MARGIN_DB, MAX_CHANNEL_POINTS
+from explorer.core.channel_figures import sorted_channel_curve
+from explorer.core.figures import INF_QSNR_MARGIN_DB
 from explorer.core.formatting import format_fixed
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -83,20 +84,6 @@ def make_sweep_figure(sweeps: Mapping[str, Sweep], chosen: Mapping[str, Mapping[
                             "config's own width)",
                       hovermode="closest", legend={"orientation": "h", "y": -0.2}, height=460)
     return fig
-
-
-def sorted_channel_curve(qsnr: np.ndarray, points: int = MAX_CHANNEL_POINTS
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A config's per-channel QSNR [C] sorted from worst to best, as ``(share, qsnr,
-    channel)``: ``share`` is the position in % of the channels (0 = worst, 100 = best),
-    ``channel`` the original channel index of each point. Over ``points`` channels, evenly
-    spaced ranks are kept (always the worst and the best), so the line stays bounded."""
-    order = np.argsort(qsnr, kind="stable")
-    ranks = np.arange(qsnr.size)
-    if qsnr.size > points:
-        ranks = np.unique(np.round(np.linspace(0, qsnr.size - 1, points)).astype(int))
-    share = 100.0 * ranks / max(qsnr.size - 1, 1)
-    return share, qsnr[order][ranks], order[ranks]
 
 
 def make_channels_figure(per_channel: Mapping[str, Mapping[str, torch.Tensor]],

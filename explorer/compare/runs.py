@@ -45,7 +45,6 @@ SWEEP_BITS = (2, 3, 4, 5, 6, 7, 8)
 WIDE_BITS = 16
 TENSORS = ("weight", "output")
 SECTION_OF = {"weight": "weight", "output": "outputs", "activation": "activation"}
-# Observers whose range does not depend on the bit width (the qparams do).
 
 ProgressCallback = Callable[[float, str], None]
 Configs = Mapping[str, QuantConfig | None]
@@ -81,21 +80,8 @@ def classic_set(document: str) -> list[tuple[str, str]]:
     ``observer_type`` of weight and outputs replaced (bits, granularity, method and comments
     kept). Raises `ConfigError` when ``document`` is not a valid config."""
     configs = load_config_from_string(document)
-    bodies = split_document(document)
-    out = []
-    for name, observer in CLASSIC:
-        edited = dict(bodies)
-        for section in ("weight", "outputs"):
-            body = bodies.get(section)
-            edited[section] = None if body is None else set_field(body, ("observer_type",),
-                                                                  observer)
-        text = join_document(edited) if all(edited.get(s) for s in ("weight", "outputs")) \
-            else None
-        if text is None or parse_entry(name, text).configs != _with_observer(configs, observer):
-            # unusual layout (flow style, anchors): rebuild from the parsed values
-            text = dump_config_to_yaml(_with_observer(configs, observer))
-        out.append((name, text))
-    return out
+    return [(name, _swap_observers(document, configs, {"weight": observer, "output": observer}))
+            for name, observer in CLASSIC]
 
 
 OTHER_OBSERVER = {"MinmaxObserver": "PercentileObserver"}  # anything else -> MinMax
@@ -116,31 +102,31 @@ def ab_pair(document: str) -> tuple[list[tuple[str, str]], str]:
         configs = load_config_from_string(document)
     except ConfigError:
         return [("A", document), ("B", document)], "B starts as a copy of A."
-    bodies = split_document(document)
-    edited = dict(bodies)
-    swapped = {}
-    for section, key in (("weight", "weight"), ("outputs", "output")):
-        observer = other_observer(configs[key].observer_type)
-        swapped[key] = observer
-        body = bodies.get(section)
-        edited[section] = None if body is None else set_field(body, ("observer_type",),
-                                                              observer)
-    wanted = {key: (cfg if cfg is None or key not in swapped
-                    else dataclasses.replace(cfg, observer_type=swapped[key]))
-              for key, cfg in configs.items()}
-    text = join_document(edited) if all(edited.get(s) for s in ("weight", "outputs")) \
-        else None
-    if text is None or parse_entry("B", text).configs != wanted:
-        text = dump_config_to_yaml(wanted)  # unusual layout: rebuild from the parsed values
+    swapped = {key: other_observer(configs[key].observer_type) for key in ("weight", "output")}
+    text = _swap_observers(document, configs, swapped)
     note = (f"B starts as A with other observers (weight: {swapped['weight']}, outputs: "
             f"{swapped['output']}), so the two differ; edit either.")
     return [("A", document), ("B", text)], note
 
 
-def _with_observer(configs: Configs, observer: str) -> dict:
-    return {key: (cfg if cfg is None or key == "activation"
-                  else dataclasses.replace(cfg, observer_type=observer))
-            for key, cfg in configs.items()}
+def _swap_observers(document: str, configs: Configs, observers: Mapping[str, str]) -> str:
+    """``document`` with the weight's and the outputs' ``observer_type`` set to
+    ``observers["weight"]`` / ``observers["output"]``, every other line kept; an unusual layout
+    (flow style, anchors) is rebuilt from the parsed values."""
+    bodies = split_document(document)
+    edited = dict(bodies)
+    for section, key in (("weight", "weight"), ("outputs", "output")):
+        body = bodies.get(section)
+        edited[section] = None if body is None else set_field(body, ("observer_type",),
+                                                              observers[key])
+    wanted = {key: (cfg if cfg is None or key not in observers
+                    else dataclasses.replace(cfg, observer_type=observers[key]))
+              for key, cfg in configs.items()}
+    text = (join_document(edited) if all(edited.get(s) for s in ("weight", "outputs"))
+            else None)
+    if text is None or parse_entry("", text).configs != wanted:
+        text = dump_config_to_yaml(wanted)
+    return text
 
 
 def flatten_configs(configs: Configs) -> dict[str, object]:

@@ -113,15 +113,36 @@ def make_per_channel_figure(
     return fig
 
 
+def sorted_channel_ranks(qsnr: np.ndarray, points: int = MAX_CHANNEL_POINTS
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, ranks)``: ``order`` [C] the channels sorted by QSNR, worst first (stable);
+    ``ranks`` the positions in ``order`` to draw: all of them, or over ``points`` channels
+    evenly spaced ones that always include the worst and the best. ``order[ranks]`` are the
+    drawn channels."""
+    order = np.argsort(qsnr, kind="stable")
+    ranks = np.arange(qsnr.size)
+    if qsnr.size > points:
+        ranks = np.unique(np.round(np.linspace(0, qsnr.size - 1, points)).astype(int))
+    return order, ranks
+
+
+def sorted_channel_curve(qsnr: np.ndarray, points: int = MAX_CHANNEL_POINTS
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel QSNR [C] sorted from worst to best, as ``(share, qsnr, channel)``:
+    ``share`` is the position in % of the channels (0 = worst, 100 = best) and ``channel``
+    the original index of each point (`sorted_channel_ranks` picks them)."""
+    order, ranks = sorted_channel_ranks(qsnr, points)
+    channels = order[ranks]
+    return 100.0 * ranks / max(qsnr.size - 1, 1), qsnr[channels], channels
+
+
 def _sorted_per_channel(qsnr, shown, cap, clip_lo, clip_hi, title) -> go.Figure:
     """Channels sorted by QSNR, worst first: x is the rank, the hover names the channel, the
     ``WORST_CHANNELS`` worst are labelled, and the clip range row follows the same order (so
     wide-range channels behind low QSNR line up). Over ``MAX_CHANNEL_POINTS`` channels, evenly
     spaced ranks are drawn, always including the first (worst) and last; the sorted curve is
     monotone, so nothing between them is hidden."""
-    ranked = np.argsort(shown, kind="stable")  # worst first
-    ranks = np.unique(np.linspace(0, qsnr.size - 1, min(qsnr.size, MAX_CHANNEL_POINTS))
-                      .round().astype(int))
+    ranked, ranks = sorted_channel_ranks(shown)  # channels worst first, ranks drawn
     picked = ranked[ranks]
     rows = 1 if clip_lo is None else 2
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.08,

@@ -158,8 +158,7 @@ def make_block_heatmap(
     colorbar = {"title": {"text": value_label, "side": "right"}}
     shown = "%{z:.4g}"
     if log_color:
-        with np.errstate(divide="ignore"):
-            z = np.where(z > 0, np.log10(z, where=z > 0, out=np.zeros_like(z)), np.nan)
+        z = np.where(z > 0, np.log10(z, where=z > 0, out=np.zeros_like(z)), np.nan)
         finite = z[np.isfinite(z)]
         if finite.size:
             low, high = math.floor(float(finite.min())), math.ceil(float(finite.max()))

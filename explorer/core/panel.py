@@ -41,3 +41,11 @@ def run_with_progress(text: str, compute: Callable, what: str, failed: str,
         return None
     finally:
         slot.empty()
+
+
+def render_stale_banner(has_errors: bool, errors_at: str, shown: str) -> None:
+    """The banner over results kept from the last valid config: why they are stale (the
+    config's errors, shown at ``errors_at``, or settings that could not run) and ``shown``."""
+    reason = (f"the current config has errors ({errors_at})" if has_errors
+              else "the current settings could not be run")
+    st.warning(f"**Stale results:** {reason}. {shown}", icon="⏸️")

@@ -106,10 +106,12 @@ class CalibrationSnapshot:
 
     @classmethod
     def of(cls, layer: QuantLinear) -> CalibrationSnapshot:
+        """The layer's calibrated observers themselves (calibration is over; nothing updates
+        them again) and copies of their qparams; `install` gives each layer its own copies."""
         with_input = layer.input_observer is not None
-        return cls(copy.deepcopy(layer.output_observer),
+        return cls(layer.output_observer,
                    (layer.output_scaler.clone(), layer.output_zero.clone()),
-                   copy.deepcopy(layer.input_observer) if with_input else None,
+                   layer.input_observer,
                    (layer.input_scaler.clone(), layer.input_zero.clone()) if with_input else None)
 
     def install(self, layer: QuantLinear) -> None:

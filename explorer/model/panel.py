@@ -18,7 +18,7 @@ from explorer.compare import state as CS
 from explorer.compare.runs import parse_entry
 from explorer.core import state as S
 from explorer.core.formatting import CHART_CONFIG, delta_style, format_change, format_fixed
-from explorer.core.panel import run_with_progress
+from explorer.core.panel import render_stale_banner, run_with_progress
 from explorer.data import panel as data_panel
 from explorer.model import cache as model_cache
 from explorer.model import state as MS
@@ -77,10 +77,9 @@ def render_whole_model(state, configs: dict | None, has_errors: bool) -> None:
         st.info("No whole-model results yet: fix the config to quantize the model.")
         return
     if stale:
-        reason = ("the current config has errors (Single layer tab)" if has_errors
-                  else "the current config could not be run")
-        st.warning(f"**Stale results:** {reason}. Shown: the last valid config's results"
-                   f"{'' if summary.seed == seed else f' (seed {summary.seed})'}.", icon="⏸️")
+        seed_note = "" if summary.seed == seed else f" (seed {summary.seed})"
+        render_stale_banner(has_errors, "Single layer tab",
+                            f"Shown: the last valid config's results{seed_note}.")
     elif configs is not None:
         st.caption(f"Configs: {model_view.describe_configs(configs)}")
     try:

@@ -132,9 +132,10 @@ def render_share_export(state: MutableMapping, configs: dict | None, settings: D
         yaml_text = S.document_text(state)
         stem = "quant_report"
         uploads = DS.session_uploads(st.session_state)
-        extras = report_extras(state, configs, settings, uploads)  # cache lookups only
+        entries = tuple(state.get(CS.COMPARE_ENTRIES) or ())  # parsed only on a click
         st.download_button("HTML report", data=lambda: build_report_html(
-            result, yaml_text, "Quantization explorer report", figures, **extras),
+            result, yaml_text, "Quantization explorer report", figures,
+            **report_extras(entries, configs, settings, uploads)),
             file_name=f"{stem}.html", mime="text/html", key=DOWNLOAD_KEYS["html"],
             on_click="ignore", width="stretch",
             help="One standalone page: metrics, every interactive plot and the YAML.")
@@ -155,12 +156,12 @@ def render_share_export(state: MutableMapping, configs: dict | None, settings: D
             help="Integer codes, scales, zero points and bias; the YAML is in the metadata.")
 
 
-def report_extras(state: MutableMapping, configs: dict, settings: DataSettings,
-                  uploads) -> dict:
-    """The Compare and Whole model results already computed for the current state (looked up
-    in their caches, never computed here), as `build_report_html`'s optional arguments."""
+def report_extras(entries, configs: dict, settings: DataSettings, uploads) -> dict:
+    """The Compare results of ``entries`` ((name, YAML) pairs) and the Whole model result of
+    ``configs`` already computed (looked up in their caches, never computed here), as
+    `build_report_html`'s optional arguments."""
     runs, sweeps = {}, {}
-    for name, text in state.get(CS.COMPARE_ENTRIES) or ():
+    for name, text in entries:
         entry = parse_entry(name, text)
         if entry.configs is None:
             continue

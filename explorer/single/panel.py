@@ -13,7 +13,7 @@ import streamlit as st
 
 from explorer.core import state as S
 from explorer.core.formatting import CHART_CONFIG, format_config_error
-from explorer.core.panel import run_with_progress
+from explorer.core.panel import render_stale_banner, run_with_progress
 from explorer.core.pipeline import TENSOR_TITLES, DataSettings, PipelineResult, config_key
 from explorer.data import panel as data_panel
 from explorer.data import state as DS
@@ -234,10 +234,8 @@ def render_results(computed, stale: bool, has_errors: bool) -> None:
         st.info("No results yet: fix the config above to run the first calibration.")
         return
     if stale:
-        reason = ("the current config has errors (see above)" if has_errors
-                  else "the current settings could not be run")
-        st.warning(f"**Stale results:** {reason}. The plots below are from the last valid "
-                   "config; your edits are kept.", icon="⏸️")
+        render_stale_banner(has_errors, "see above", "The plots below are from the last valid "
+                            "config; your edits are kept.")
     result, figures = computed
     try:
         render_metric_cards(result, st.session_state)

@@ -11,6 +11,7 @@ from quantlib.observers import build_observer
 from quantlib.observers.omse import sorted_prefix_sums, squared_error_sorted
 from quantlib.quant_config import QuantConfig
 from quantlib.quantizers import calculate_qparams
+from tests.quantlib.test_observers import reference_kl_threshold_bin
 
 
 def config(observer, method="Uniform", bits=4, mode="layer_wise", **kw) -> QuantConfig:
@@ -24,29 +25,6 @@ def numpy_abs_histogram(x: np.ndarray, bins: int) -> tuple[np.ndarray, float]:
     per_unit = np.float32(bins) / np.float32(amax)
     idx = np.minimum((mag * per_unit).astype(np.int64), bins - 1)
     return np.bincount(idx, minlength=bins), amax
-
-
-def loop_kl_best_bin(hist: np.ndarray, nq: int) -> int:
-    """Entropy calibration by a plain loop over every cut i; the last minimum wins."""
-    best_i, best_kl = None, np.inf
-    for i in range(nq, len(hist) + 1):
-        p = hist[:i].astype(np.float64)
-        p[-1] += hist[i:].sum()
-        group = (np.arange(i) * nq) // i
-        q = np.zeros(i)
-        for k in range(nq):
-            members = group == k
-            nonzero = members & (hist[:i] > 0)
-            if nonzero.any():
-                q[nonzero] = hist[:i][members].sum() / nonzero.sum()
-        if q.sum() == 0:
-            continue
-        p, q = p / p.sum(), q / q.sum()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = np.where(p > 0, p * np.log(p / q), 0.0).sum()
-        if value <= best_kl:
-            best_i, best_kl = i, value
-    return best_i
 
 
 def kl_threshold(x: torch.Tensor, cfg: QuantConfig) -> float:
@@ -63,7 +41,7 @@ def test_kl_one_sided_affine_uses_every_level():
     x = torch.randn(30_000, generator=gen).abs().pow(1.7)
     bins = 256
     hist, amax = numpy_abs_histogram(x.numpy(), bins)
-    full, half = loop_kl_best_bin(hist, 16), loop_kl_best_bin(hist, 8)
+    full, half = reference_kl_threshold_bin(hist, 16), reference_kl_threshold_bin(hist, 8)
     assert full != half  # the test can tell the two rules apart
     affine = kl_threshold(x, config("KLObserver", "Affine", 4, kl_bins=bins))
     uniform = kl_threshold(x, config("KLObserver", "Uniform", 4, kl_bins=bins))
@@ -73,7 +51,7 @@ def test_kl_one_sided_affine_uses_every_level():
     two_sided = torch.cat([x, -x[:5]])
     hist2, amax2 = numpy_abs_histogram(two_sided.numpy(), bins)
     assert kl_threshold(two_sided, config("KLObserver", "Affine", 4, kl_bins=bins)) == \
-        pytest.approx(amax2 * loop_kl_best_bin(hist2, 8) / bins, rel=1e-6)
+        pytest.approx(amax2 * reference_kl_threshold_bin(hist2, 8) / bins, rel=1e-6)
 
 
 @pytest.mark.parametrize("coarse", [False, True], ids=["every-cut", "coarse-to-fine"])
@@ -118,11 +96,11 @@ def test_kl_effective_bins_rule(n, kl_bins, expected):
     obs.update(x)
     assert obs.effective_bins(n, 8) == expected
     hist, amax = numpy_abs_histogram(x.numpy(), expected)
-    ref = amax * loop_kl_best_bin(hist, 8) / expected
+    ref = amax * reference_kl_threshold_bin(hist, 8) / expected
     assert kl_threshold(x, cfg) == pytest.approx(ref, rel=1e-6)
     if expected != kl_bins:  # the rule matters: kl_bins itself would choose differently
         hist_all, _ = numpy_abs_histogram(x.numpy(), kl_bins)
-        assert abs(amax * loop_kl_best_bin(hist_all, 8) / kl_bins - ref) > amax / kl_bins
+        assert abs(amax * reference_kl_threshold_bin(hist_all, 8) / kl_bins - ref) > amax / kl_bins
 
 
 # --- OMSE ------------------------------------------------------------------------------------

@@ -197,7 +197,8 @@ def test_omse_is_close_to_brute_force_best_clip_at_4_bits():
 
 
 def reference_kl_threshold_bin(hist: np.ndarray, nq: int) -> int:
-    """Straightforward entropy calibration: loop over every candidate bin count i."""
+    """Straightforward entropy calibration: loop over every candidate bin count i (an empty
+    quantized distribution scores NaN and never wins); the last minimum wins."""
     best_i, best_kl = None, math.inf
     for i in range(nq, len(hist) + 1):
         p = hist[:i].astype(np.float64)

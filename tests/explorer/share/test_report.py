@@ -230,11 +230,11 @@ def test_the_report_download_includes_compare_and_model_results_already_computed
     state = {CS.COMPARE_ENTRIES: (("A", text), ("B", text.replace("bits: 8", "bits: 4", 1)),
                                   ("bad", "weight: [\n"))}
     configs = parse_entry("A", text).configs
-    assert report_extras(state, configs, settings, {}) == {
+    assert report_extras(state[CS.COMPARE_ENTRIES], configs, settings, {}) == {
         "compare_runs": None, "compare_sweeps": None, "model": None}  # nothing computed yet
     run = compare_cache.compare_run(configs, settings)
     sweep = compare_cache.compare_sweep(configs, settings, SWEEP_BITS)
-    extras = report_extras(state, configs, settings, {})
+    extras = report_extras(state[CS.COMPARE_ENTRIES], configs, settings, {})
     assert extras["compare_runs"] == {"A": run} and extras["compare_sweeps"] == {"A": sweep}
     assert extras["model"] is None
     cache.clear_all()
