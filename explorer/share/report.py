@@ -90,10 +90,11 @@ def build_report_html(result: PipelineResult, yaml_text: str, title: str = "",
     results (``compare_runs``: name -> `ConfigRun`, ``compare_sweeps``: name -> `Sweep`) and
     the Whole model tab's (``model``: a `WholeModelSummary`).
 
-    ``figures`` are `build_figures(result)` when the caller already has them. plotly.js (the
-    installed plotly package's minified bundle) is embedded once, gzipped, with the figures'
-    data (float data kept to about 4 significant digits); the page fits the viewport (tables
-    scroll inside their box, figures are responsive). No CDN: it works offline.
+    ``figures`` are `build_figures(result)` when the caller already has them. plotly.js (its
+    cartesian bundle, or the full one if a figure needs more) is embedded once, gzipped, with
+    the figures' data (float data kept to about 4 significant digits); the page fits the
+    viewport (tables scroll inside their box, figures are responsive). No CDN: it works
+    offline.
     """
     figures = build_figures(result) if figures is None else figures
     heading = html.escape(title or "Quantization report")
@@ -122,11 +123,12 @@ def build_report_html(result: PipelineResult, yaml_text: str, title: str = "",
     draw = "\n  ".join(f'Plotly.newPlot("fig-{i}", F.figures[{i}].data, F.figures[{i}].layout, '
                        "CONFIG);" for i in range(len(shown)))
     data = json.dumps({"template": template, "figures": payload}, separators=(",", ":"))
+    traces = frozenset(trace.get("type", "scatter") for fig in payload for trace in fig["data"])
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>{heading}</title><style>{REPORT_CSS}</style></head><body>
 {page_body}
-<script id="plotlyjs-gz" type="application/octet-stream">{plotly_js_gzip_b64()}</script>
+<script id="plotlyjs-gz" type="application/octet-stream">{plotly_js_gzip_b64(traces)}</script>
 <script id="figures-gz" type="application/octet-stream">{gzip_b64(data.encode())}</script>
 <script>{LOADER_JS.replace("DRAW", draw)}</script>
 </body></html>

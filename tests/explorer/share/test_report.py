@@ -184,7 +184,7 @@ def test_report_has_units_a_settings_table_and_fits_in_a_small_file(result):
     assert "max-width:100%" in page.replace(" ", "") and "overflow-x:auto" in page
     assert 'name="viewport"' in page
     assert page.count("plotlyjs-gz") == 2  # one embedded plotly.js (+ the loader's reference)
-    assert len(page.encode()) < 2_600_000, len(page.encode())  # was 5.7 MB; see the notes
+    assert len(page.encode()) < 1_500_000, len(page.encode())  # was 5.7 MB
     scripts = re.findall(r'<script id="([^"]+)"', page)
     assert scripts == ["plotlyjs-gz", "figures-gz"]
 
@@ -213,6 +213,7 @@ def test_report_covers_compare_and_whole_model_when_given(result):
     assert "<h2>Compare</h2>" in page and "Weight QSNR (dB)" in page
     assert "<h2>Whole model (digits MLP)</h2>" in page and "a drop of 0.0 pp" in page
     assert page.count("Plotly.newPlot") == plain.count("Plotly.newPlot") + 4  # 2 + 2 figures
+    assert len(page.encode()) < 1_500_000, len(page.encode())
     assert "<h2>Compare</h2>" not in plain and "Whole model" not in plain
 
 
@@ -238,3 +239,21 @@ def test_the_report_download_includes_compare_and_model_results_already_computed
     assert extras["compare_runs"] == {"A": run} and extras["compare_sweeps"] == {"A": sweep}
     assert extras["model"] is None
     cache.clear_all()
+
+
+def test_the_report_embeds_plotlys_cartesian_bundle_of_the_installed_version():
+    import gzip
+
+    from plotly.offline import get_plotlyjs
+
+    from explorer.share import report_html as R
+
+    vendored = gzip.decompress(R.CARTESIAN_BUNDLE.read_bytes()).decode()
+    assert R.plotly_js_version(vendored) == R.plotly_js_version(get_plotlyjs())
+    assert R.plotly_js_version(vendored).count(".") == 2
+    for trace in ("scatter", "bar", "heatmap"):  # every trace type our figures use
+        assert f'"{trace}"' in vendored
+    cartesian = R.plotly_js_gzip_b64(frozenset({"scatter", "bar", "heatmap"}))
+    full = R.plotly_js_gzip_b64(frozenset({"scatter", "indicator"}))  # not in the bundle
+    assert len(cartesian) < 0.5 * len(full)
+    assert full == R.plotly_js_gzip_b64(frozenset({"scatter3d"}))
