@@ -26,9 +26,16 @@ from explorer.teach import panel as teach_panel
 from explorer.teach.state import init_teach_state
 
 PAGE_STYLE = ("<style>"
-              '[data-testid="stMainBlockContainer"] {padding-top: 2rem;}'
+              '[data-testid="stMainBlockContainer"] {padding-top: 1.5rem;}'
+              # a compact title: the editors and the first plots fit above the fold
+              '[data-testid="stMainBlockContainer"] h1 {font-size: 2rem; padding: 0;}'
               # five metric cards in a row must fit "6.672e-09" down to a 1024 px window
               '[data-testid="stMetricValue"] {font-size: 1.4rem;}'
+              # narrow windows: each editor's YAML above its widgets, which keep their row
+              "@media (max-width: 1279px) {"
+              '[class*="st-key-editor-"] [data-testid="stHorizontalBlock"] {flex-wrap: wrap;}'
+              '[class*="st-key-editor-"] [data-testid="stColumn"] {min-width: 100%;}'
+              '[class*="st-key-fields-"] [data-testid="stColumn"] {min-width: 0;}}'
               "</style>")
 
 st.set_page_config(page_title="Quantization Explorer", page_icon="🔢", layout="wide")
@@ -39,9 +46,9 @@ share_panel.load_link_once(st.session_state)  # a ?s= link, before any widget
 
 settings = single_panel.render_sidebar(st.session_state)
 st.markdown(PAGE_STYLE, unsafe_allow_html=True)  # a static stylesheet: tighter top margin
-st.title("Quantization Explorer")
-st.caption("Edit the YAML or the widgets; every valid edit rebuilds the QuantLinear, "
-           "recalibrates it on the sample data and redraws.")
+st.title("Quantization Explorer", anchor=False,
+         help="Edit the YAML or the widgets; every valid edit rebuilds the QuantLinear, "
+              "recalibrates it on the sample data and redraws.")
 share_panel.render_link_notice(st.session_state)
 
 # Lazy tabs (on_change="rerun"): a tab can skip its work while closed (`tab.open`).

@@ -24,7 +24,7 @@ from quantlib.quant_config import CALIBRATION_MODES, OBSERVER_TYPES, QUANTIZATIO
 
 logger = logging.getLogger("explorer")
 
-EDITOR_HEIGHT = 240
+EDITOR_HEIGHT = 215
 FIELD_HELP = {
     "observer_type": "How the clip range is chosen from the data: MinMax takes the extremes; "
                      "EMA smooths them over batches; Percentile ignores the rarest tail; OMSE "
@@ -70,6 +70,10 @@ def render_sidebar(state) -> DataSettings:
                            file_name="quant_config.yaml", mime="application/x-yaml",
                            help="Every enabled section as one YAML file, comments kept.",
                            key=S.DOWNLOAD, on_click="ignore", width="stretch")
+        st.toggle("Quantize the input activation too", key=S.ACT_ENABLED,
+                  help="Also fake-quantize the layer's input x before the matmul (a third "
+                       "editor, `activation:`); off, the input stays fp32 as in weight-only "
+                       "schemes.")
         notice = state.get(S.CONFIG_NOTICE)
         if notice:
             level, message = notice
@@ -111,11 +115,10 @@ def render_sidebar(state) -> DataSettings:
 
 
 START_HERE = (
-    "**Start here:** one 768 × 768 `nn.Linear`, quantized with the configs below and run on "
-    "held-out inputs. **QSNR**: higher is better, ~6 dB per bit (8-bit ≈ 40–50 dB, 4-bit ≈ "
-    "20 dB). **Try:** weight *Bits* → 4 and read the cards' deltas; *Granularity* → "
-    "`layer_wise` (one scale per tensor instead of one per channel); sidebar *Weight source* "
-    "→ “Outlier channels”, then compare MinMax with Percentile."
+    "**Start here:** a `nn.Linear` quantized with these configs, run on held-out inputs. "
+    "**QSNR**: higher is better, ~6 dB per bit (8-bit ≈ 40–50 dB). **Try:** *Bits* → 4 and "
+    "read the deltas; *Granularity* → `layer_wise`; sidebar *Weight source* → “Outlier "
+    "channels”."
 )
 
 
@@ -123,86 +126,82 @@ def render_start_here(state) -> None:
     """A short orientation strip above the editors, until the user dismisses it."""
     if state.get(SS.START_HIDDEN):
         return
-    st.info(START_HERE)
-    st.button("Hide this introduction", key="single.start_dismiss", type="tertiary",
-              help="It stays hidden for this session.",
-              on_click=lambda: state.__setitem__(SS.START_HIDDEN, True))
-
-
+    text, button = st.columns([12, 1], vertical_alignment="center")
+    text.info(START_HERE)
+    button.button("Hide", key="single.start_dismiss", type="tertiary",
+                  help="Hide this introduction for the rest of the session.",
+                  on_click=lambda: state.__setitem__(SS.START_HIDDEN, True))
 
 
 def render_editors(state) -> tuple[dict | None, bool]:
-    """YAML editors (+ field widgets) for each enabled section.
+    """One tab per enabled section: its YAML text area beside its field widgets. Errors and
+    notices of every section show below the tabs, so a closed tab's problem stays visible.
 
     Returns ``(configs, has_errors)``: configs is the loader's ``{'weight', 'output',
     'activation'}`` when every enabled section is valid, else None.
     """
-    st.toggle("Quantize the input activation too (activation section)", key=S.ACT_ENABLED,
-              help="Also fake-quantize the layer's input x before the matmul (a third editor, "
-                   "`activation:`); off, the input stays fp32 as in weight-only schemes.")
     sections = S.enabled_sections(state)
     configs: dict = {"activation": None}
-    valid = True
-    # Two editors per row at most: three side by side cramp the field widgets (selectboxes
-    # cut to "MinmaxOb", the +/- buttons of the number inputs hidden) even at 1400 px.
-    columns = [column for _ in range(0, len(sections), 2) for column in st.columns(2)]
-    for section, column in zip(sections, columns):
-        with column:
-            config = render_section_editor(state, section)
-        valid = valid and config is not None
+    problems = []
+    tabs = st.tabs([f"{S.SECTION_TITLES[s]} config (`{s}:`)" for s in sections])
+    for section, tab in zip(sections, tabs):
+        with tab:
+            config, error, warnings = render_section_editor(state, section)
         configs[S.RESULT_KEYS[section]] = config
+        problems.append((section, error, warnings))
+    for section, error, warnings in problems:
+        title = S.SECTION_TITLES[section]
+        notice = state.get(S.notice_key(section))
+        if notice:
+            st.warning(f"{title}: {notice}", icon="⚠️")
+            state[S.notice_key(section)] = None
+        if error is not None:
+            st.error(f"{title} config error — {format_config_error(error)}", icon="🚫")
+        for message in warnings:
+            st.warning(f"{title}: {message}", icon="⚠️")
+    valid = all(configs[S.RESULT_KEYS[s]] is not None for s in sections)
     return (configs if valid else None), not valid
 
 
 def render_section_editor(state, section: str):
-    """One section: its YAML text area, its field widgets and any inline error."""
+    """One section's YAML text area and field widgets; returns the loader's
+    ``(config or None, error or None, warnings)`` for its text."""
     S.ensure_section_widgets(state, section)
-    title = S.SECTION_TITLES[section]
-    st.subheader(f"{title} (`{section}:`)")
-    text_col, widget_col = st.columns([3, 2])
+    # Keyed containers: below 1280 px the page style stacks the text above the widgets.
+    editor = st.container(key=f"editor-{section}")
+    text_col, widget_col = editor.columns([2, 3])
     with text_col:
         st.text_area(f"{section} YAML", key=S.text_key(section), height=EDITOR_HEIGHT,
                      on_change=S.on_text_change, args=(state, section),
                      help="The body of the section (no header). Press Ctrl+Enter or click "
                           "outside to apply.")
-    config, error, warnings = S.parse_text(state[S.store_key(section)], section)
-    with widget_col:
+    with widget_col.container(key=f"fields-{section}"):
         _render_field_widgets(state, section)
-    notice = state.get(S.notice_key(section))
-    if notice:
-        st.warning(notice, icon="⚠️")
-        state[S.notice_key(section)] = None
-    if error is not None:
-        st.error(f"{title} config error — {format_config_error(error)}", icon="🚫")
-    for message in warnings:
-        st.warning(message, icon="⚠️")
-    return config
+    return S.parse_text(state[S.store_key(section)], section)
 
 
 def _render_field_widgets(state, section: str) -> None:
-    def key(field: str) -> str:
-        return S.field_key(section, field)
-
+    """Two rows: the choices (observer, method, granularity), then the numbers (bits, signed
+    and the observer's own parameter, disabled when another observer is chosen)."""
     def common(field: str) -> dict:
-        return {"key": key(field), "on_change": S.on_field_change,
-                "args": (state, section, field)}
+        return {"key": S.field_key(section, field), "on_change": S.on_field_change,
+                "args": (state, section, field), "help": FIELD_HELP[field]}
 
-    st.selectbox(FIELD_LABELS["observer_type"], OBSERVER_TYPES, help=FIELD_HELP["observer_type"],
-                 **common("observer_type"))
-    st.number_input(FIELD_LABELS["bits"], min_value=2, max_value=16, step=1,
-                    help=FIELD_HELP["bits"], **common("bits"))
-    st.toggle(FIELD_LABELS["signed"], help=FIELD_HELP["signed"], **common("signed"))
-    st.selectbox(FIELD_LABELS["quantization_method"], QUANTIZATION_METHODS,
-                 help=FIELD_HELP["quantization_method"], **common("quantization_method"))
-    st.selectbox(FIELD_LABELS["calibration_mode"], CALIBRATION_MODES,
-                 help=FIELD_HELP["calibration_mode"], **common("calibration_mode"))
-    observer = state[key("observer_type")]
-    st.number_input(FIELD_LABELS["percentile_alpha"], min_value=0.500001, max_value=1.0,
-                    step=0.0001, format="%.6f", disabled=observer != "PercentileObserver",
-                    help=FIELD_HELP["percentile_alpha"], **common("percentile_alpha"))
-    st.number_input(FIELD_LABELS["kl_bins"], min_value=16, max_value=65536, step=128,
-                    disabled=observer != "KLObserver", help=FIELD_HELP["kl_bins"],
-                    **common("kl_bins"))
+    observer, method, granularity = st.columns([2, 1.3, 1.5])
+    observer.selectbox(FIELD_LABELS["observer_type"], OBSERVER_TYPES, **common("observer_type"))
+    method.selectbox(FIELD_LABELS["quantization_method"], QUANTIZATION_METHODS,
+                     **common("quantization_method"))
+    granularity.selectbox(FIELD_LABELS["calibration_mode"], CALIBRATION_MODES,
+                          **common("calibration_mode"))
+    bits, signed, alpha, bins = st.columns(4, vertical_alignment="bottom")
+    bits.number_input(FIELD_LABELS["bits"], min_value=2, max_value=16, step=1, **common("bits"))
+    signed.toggle(FIELD_LABELS["signed"], **common("signed"))
+    chosen = state[S.field_key(section, "observer_type")]
+    alpha.number_input(FIELD_LABELS["percentile_alpha"], min_value=0.500001, max_value=1.0,
+                       step=0.0001, format="%.6f", disabled=chosen != "PercentileObserver",
+                       **common("percentile_alpha"))
+    bins.number_input(FIELD_LABELS["kl_bins"], min_value=16, max_value=65536, step=128,
+                      disabled=chosen != "KLObserver", **common("kl_bins"))
 
 
 # --- compute ------------------------------------------------------------------------------
@@ -292,7 +291,6 @@ def render_figures(result: PipelineResult, figures) -> None:
             continue
         with tab:
             shown = [k for k in keys[view] if k in figures]
-            st.caption(VIEW_HELP[view])
             if view == "Error maps" and st.toggle(
                     "Log colour scale", value=True, key=SS.ERROR_LOG,
                     help="Colour by log10 |error|: rounding noise spans decades, and a linear "
@@ -312,6 +310,7 @@ def render_figures(result: PipelineResult, figures) -> None:
                                     width="stretch")
                     if key.endswith("_histogram"):
                         _level_caption(result, key.removesuffix("_histogram"))
+            st.caption(VIEW_HELP[view])  # under the plots: they come first on the screen
 
 
 def _level_caption(result: PipelineResult, name: str) -> None:

@@ -152,6 +152,11 @@ def test_tabs_fit_explain_and_do_not_overlap(sync_playwright, app_url, size):  #
                 problems.append(f"{where}: only {found['katexCount']} formulas drawn")
             if tab == "Whole model":
                 problems += _sensitivity_problems(page, where)
+            if tab == "Single layer" and width >= 1400:  # the key plots above the fold
+                chart = page.locator('[data-testid="stPlotlyChart"]').first.bounding_box()
+                if chart["y"] + chart["height"] / 2 > height:
+                    problems.append(f"{where}: the first plot's middle is below the fold "
+                                    f"({chart}, window height {height})")
             assert page.locator('[data-testid="stException"]').count() == 0, where
             _screenshot(page, SCREENSHOTS / f"{name}-{width}.png", width, height)
         assert not problems, "\n".join(problems)
