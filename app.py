@@ -5,6 +5,7 @@ sidebar (presets, sample data) -> YAML editors -> compute (cached) -> panels.
 """
 
 import os
+import sys
 
 # Before torch loads (the first import below): OpenMP threads sleep between parallel regions
 # instead of spinning. On a machine whose cores the browser shares, spinning threads waiting
@@ -15,6 +16,7 @@ import streamlit as st
 
 from explorer.compare import panel as compare_panel
 from explorer.core import state as S
+from explorer.data.encoders import configure_from_argv
 from explorer.data.state import init_data_state
 from explorer.model import panel as model_panel
 from explorer.model.state import init_model_state
@@ -38,6 +40,7 @@ PAGE_STYLE = ("<style>"
               '[class*="st-key-fields-"] [data-testid="stColumn"] {min-width: 0;}}'
               "</style>")
 
+configure_from_argv(sys.argv[1:])  # `-- --model-dir DIR`: your checkpoint (server-side only)
 st.set_page_config(page_title="Quantization Explorer", page_icon="🔢", layout="wide")
 for init in (S.init_state, init_data_state, init_single_state, init_model_state,
              init_teach_state, init_share_state):

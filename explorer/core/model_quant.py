@@ -46,10 +46,12 @@ from quantlib.quant_linear import QuantLinear
 __all__ = [
     "LayerQuantRow",
     "ModelQuantResult",
+    "calibrating",
     "capture_linear_inputs",
     "layer_sensitivity",
     "linear_layer_names",
     "quantize_model",
+    "swap_quant_linears",
     "top1_accuracy",
 ]
 
@@ -180,20 +182,14 @@ def quantize_model(model: nn.Module, configs: dict[str, QuantConfig | None],
     - ``layers``: names of the Linears to quantize (default: all, see `linear_layer_names`).
     - ``progress(fraction, text)``: called after every calibration and eval batch.
     """
-    out_cfg, weight_cfg, act_cfg = _profiled_configs(configs)
     linears = _named_linears(model, layers)
     _check_data(calib_x, eval_x, eval_y, batch_size)
-    qmodel = copy.deepcopy(model).eval()
-    qlayers: dict[str, QuantLinear] = {}
-    for name, linear in linears.items():
-        qlayer = QuantLinear(linear, out_cfg, weight_cfg, layer_name=name, act_config=act_cfg)
-        _set_submodule(qmodel, name, qlayer)
-        qlayers[name] = qlayer
+    qmodel, qlayers = swap_quant_linears(model, configs, layers)
     calib_batches = _batches(calib_x, batch_size)
     eval_starts = range(0, eval_x.shape[0], batch_size)
     steps = len(calib_batches) + len(eval_starts)
 
-    with torch.no_grad(), _calibrating(qlayers.values()):
+    with torch.no_grad(), calibrating(qlayers.values()):
         for i, batch in enumerate(calib_batches):
             qmodel(batch)
             _report(progress, (i + 1) / steps, f"calibrating: batch {i + 1}/{len(calib_batches)}")
@@ -249,6 +245,23 @@ def layer_sensitivity(model: nn.Module, configs: dict[str, QuantConfig | None],
                                           ).quantized_accuracy
         _report(progress, (i + 1) / len(names), f"sensitivity: {name} ({i + 1}/{len(names)})")
     return result
+
+
+def swap_quant_linears(model: nn.Module, configs: dict[str, QuantConfig | None],
+                       layers: Sequence[str] | None = None
+                       ) -> tuple[nn.Module, dict[str, QuantLinear]]:
+    """``(copy, {name: QuantLinear})``: an eval-mode deep copy of ``model`` (untouched) whose
+    named ``nn.Linear`` layers (all when None) are `QuantLinear` s with ``configs`` (profiling
+    on), still in fp32 mode and uncalibrated. Calibrate them inside `calibrating`."""
+    out_cfg, weight_cfg, act_cfg = _profiled_configs(configs)
+    linears = _named_linears(model, layers)
+    qmodel = copy.deepcopy(model).eval()
+    qlayers: dict[str, QuantLinear] = {}
+    for name, linear in linears.items():
+        qlayer = QuantLinear(linear, out_cfg, weight_cfg, layer_name=name, act_config=act_cfg)
+        _set_submodule(qmodel, name, qlayer)
+        qlayers[name] = qlayer
+    return qmodel, qlayers
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -335,8 +348,10 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 @contextmanager
-def _calibrating(qlayers):
-    """Make each QuantLinear's forward its fp32 ``calibration`` (observe, return fp32)."""
+def calibrating(qlayers):
+    """Within the block, each QuantLinear's forward is its fp32 ``calibration`` (observe,
+    return fp32), so the model computes exactly fp32 while every observer sees the fp32
+    activations that reach it."""
     qlayers = list(qlayers)
     for q in qlayers:
         q.forward = q.calibration

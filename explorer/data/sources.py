@@ -13,8 +13,13 @@
   bias). Inputs are synthetic (``input_source``), or the uploaded calibration file with SHA-256
   ``upload_inputs``: its last ~20 % of rows (at most ``batch_size``) are held out for evaluation
   and the rest are batched like the digits activations.
-- ``"minilm"``: weights (and bias) of MiniLM Linear ``minilm_layer`` (`explorer.data.minilm`);
-  inputs stay synthetic with ``in_features`` matching.
+- ``"minilm"``: Linear ``minilm_layer`` of all-MiniLM-L6-v2 with its real weight and bias and
+  its real input tokens (`explorer.data.encoders.LayerSample`): calibration uses the first
+  ``num_batches * batch_size`` tokens (of at most 2048) captured on the corpus's calibration
+  sentences, in batches of ``batch_size``; evaluation uses up to 512 tokens of the evaluation
+  sentences. Padding tokens are never included.
+- ``"custom"``: the same for Linear (or Conv1D) ``minilm_layer`` of the local checkpoint the
+  server was started with (``QUANT_EXPLORER_MODEL_DIR``); offered only when configured.
 
 The tensors of an upload are passed in by the caller (`UploadedTensors`, keyed by digest); only
 the digests and the tensor name are settings, so links and cache keys never carry file bytes.
@@ -32,7 +37,7 @@ import torch
 
 from explorer.core.pipeline import DataSettings, SampleData
 from explorer.data import digits as digits_model
-from explorer.data import minilm, synthetic
+from explorer.data import encoders, minilm, synthetic
 from explorer.data.uploads import UploadError, check_calibration_inputs, load_tensors
 
 __all__ = [
@@ -53,9 +58,10 @@ __all__ = [
     "synthetic_inputs",
 ]
 
-SOURCES = ("synthetic", "digits", "upload", "minilm")
+SOURCES = ("synthetic", "digits", "upload", "minilm", "custom")
 SOURCE_LABELS = {"synthetic": "Synthetic", "digits": "Trained digits MLP",
-                 "upload": "Uploaded tensor", "minilm": "MiniLM-L6 weights"}
+                 "upload": "Uploaded tensor", "minilm": "MiniLM-L6 (real activations)",
+                 "custom": "Your checkpoint (real activations)"}
 EVAL_FRACTION = 0.2  # of uploaded input rows held out for evaluation
 MAX_NAME_CHARS = 512
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -86,8 +92,10 @@ def digest_bytes(data: bytes) -> str:
 
 
 def available_sources() -> tuple[str, ...]:
-    """`SOURCES`, without MiniLM when its weights are not installed."""
-    return SOURCES if minilm.minilm_available() else tuple(s for s in SOURCES if s != "minilm")
+    """`SOURCES`, without MiniLM when it is not installed and without ``"custom"`` unless the
+    server was started with a model directory."""
+    return tuple(s for s in SOURCES
+                 if s not in encoders.ENCODER_SOURCES or encoders.encoder_dir(s) is not None)
 
 
 def weight_candidates(tensors: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
@@ -153,7 +161,7 @@ def check_source_settings(settings: DataSettings) -> None:
     if not _MINILM_NAME.match(settings.minilm_layer):
         raise ValueError(f"minilm_layer {settings.minilm_layer!r} is not a Linear name such as "
                          "'encoder.layer.0.attention.self.query'")
-    if settings.source == "minilm" and minilm.minilm_available():
+    if settings.source == "minilm" and encoders.encoder_dir("minilm") is not None:
         names = [lin.name for lin in minilm.list_minilm_linears()]
         _check_str("minilm_layer", settings.minilm_layer, tuple(names))
     for field in ("upload_weight", "upload_inputs"):
@@ -191,11 +199,13 @@ def fixed_shape(settings: DataSettings,
 
 def make_source_data(settings: DataSettings,
                      uploads: Mapping[str, UploadedTensors] | None = None,
-                     digits: digits_model.DigitsModel | None = None) -> SampleData:
+                     digits: digits_model.DigitsModel | None = None,
+                     sample: encoders.LayerSample | None = None) -> SampleData:
     """The tensors of a non-synthetic source (see the module docstring).
 
     ``uploads`` maps digests to parsed uploads; ``digits`` is the trained model for
-    ``settings.seed`` (loaded or trained with the default cache when None). Raises
+    ``settings.seed`` (loaded or trained with the default cache when None); ``sample`` is the
+    encoder layer's `LayerSample` (loaded through the disk cache when None). Raises
     ``ValueError`` (an `UploadError` for upload problems) with a clear message.
     """
     check_source_settings(settings)
@@ -204,10 +214,11 @@ def make_source_data(settings: DataSettings,
         weight, bias, calibration, eval_batch = _digits_tensors(s, digits)
     elif s.source == "upload":
         weight, bias, calibration, eval_batch = _upload_tensors(s, uploads or {})
-    elif s.source == "minilm":
-        weight, bias = minilm.load_minilm_linear(s.minilm_layer)
-        bias = torch.zeros(weight.shape[0]) if bias is None else bias
-        calibration, eval_batch = synthetic_inputs(s, weight.shape[1])
+    elif s.source in encoders.ENCODER_SOURCES:
+        sample = sample if sample is not None else _encoder_sample(s)
+        weight, bias = sample.weight, sample.bias
+        calibration = split_rows(sample.calibration, s.num_batches, s.batch_size)
+        eval_batch = sample.evaluation
     else:
         raise ValueError(f"source {s.source!r} has no real tensors; use "
                          "make_sample_data for synthetic data")
@@ -217,6 +228,17 @@ def make_source_data(settings: DataSettings,
 
 
 # --- per source ------------------------------------------------------------------------------
+
+
+def _encoder_sample(s: DataSettings) -> encoders.LayerSample:
+    """The layer's sample without the in-memory caches (the disk cache still applies)."""
+    from explorer.data.hf_model import load_text_encoder
+
+    directory = encoders.encoder_dir(s.source)
+    if directory is None:
+        raise ValueError(f"the source {s.source!r} is not available on this server")
+    return encoders.load_layer_sample(directory, s.minilm_layer,
+                                      lambda: load_text_encoder(directory))
 
 
 def _digits_tensors(s: DataSettings, digits: digits_model.DigitsModel | None):
@@ -299,7 +321,8 @@ def _check_str(field: str, value: object, choices: tuple[str, ...] | None) -> No
 
 def make_sample_data(settings: DataSettings,
                      uploads: Mapping[str, UploadedTensors] | None = None,
-                     digits: digits_model.DigitsModel | None = None) -> SampleData:
+                     digits: digits_model.DigitsModel | None = None,
+                     sample: encoders.LayerSample | None = None) -> SampleData:
     """Build the weight, bias, calibration batches and eval batch for ``settings``.
 
     Synthetic data is seeded; real sources come from `make_source_data` (``uploads`` maps
@@ -309,7 +332,7 @@ def make_sample_data(settings: DataSettings,
     """
     s = settings
     if s.source != "synthetic":
-        return make_source_data(s, uploads, digits)
+        return make_source_data(s, uploads, digits, sample)
     weight = synthetic.make_weight(s.weight_source, s.out_features, s.in_features, s.seed)
     bias = synthetic.make_bias(s.out_features, s.in_features, s.seed)
     return SampleData(s, weight, bias, *synthetic_inputs(s, s.in_features))

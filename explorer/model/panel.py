@@ -19,10 +19,14 @@ from explorer.compare.runs import parse_entry
 from explorer.core import state as S
 from explorer.core.formatting import CHART_CONFIG, delta_style, format_change, format_fixed
 from explorer.core.panel import render_stale_banner, run_with_progress
+from explorer.data import cache as data_cache
+from explorer.data import encoders
 from explorer.data import panel as data_panel
 from explorer.model import cache as model_cache
+from explorer.model import figures as model_figures
 from explorer.model import state as MS
 from explorer.model import summary as model_view
+from explorer.model.encoder_quant import EncoderSummary
 from explorer.model.summary import WholeModelSummary, format_accuracy
 from quantlib.config_loader import ConfigError, load_config_from_yaml
 
@@ -60,9 +64,28 @@ COMPARE_COLUMNS = {
 }
 
 
+MODEL_LABELS = {"digits": "Digits MLP (fast, small)", **encoders.ENCODER_LABELS}
+
+
 def render_whole_model(state, configs: dict | None, has_errors: bool) -> None:
-    """The whole tab. ``configs`` is the editors' ``{'weight', 'output', 'activation'}`` (None
-    when a section is invalid); ``has_errors`` says why configs is None."""
+    """The whole tab: a model picker, then that model's view. ``configs`` is the editors'
+    ``{'weight', 'output', 'activation'}`` (None when a section is invalid); ``has_errors``
+    says why configs is None."""
+    models = ["digits", *(s for s in encoders.ENCODER_SOURCES
+                          if encoders.encoder_dir(s) is not None)]
+    if state.get(MS.MODEL_PICK) not in models:
+        state[MS.MODEL_PICK] = "digits"
+    st.radio("Model", models, format_func=MODEL_LABELS.get, key=MS.MODEL_PICK,
+             horizontal=True, help="The digits MLP takes a fraction of a second; a sentence "
+             "encoder (36 Linears for MiniLM) takes seconds, cached by config.")
+    if state[MS.MODEL_PICK] == "digits":
+        render_digits_model(state, configs, has_errors)
+    else:
+        render_encoder_model(state, state[MS.MODEL_PICK], configs, has_errors)
+
+
+def render_digits_model(state, configs: dict | None, has_errors: bool) -> None:
+    """The digits MLP: every Linear quantized, sensitivity and the config comparison."""
     st.subheader("Whole model: every Linear of the digits MLP quantized")
     st.caption("The configs of the editors (Single layer tab) applied to fc1, fc2 and fc3 of a "
                "64 → 256 → 128 → 10 MLP trained on scikit-learn's 8×8 digits. Calibration: "
@@ -199,3 +222,159 @@ def _column_config(columns: dict) -> dict:
 
 def _store_compare(state) -> None:
     state[MS.MODEL_COMPARE] = list(state[MS.MODEL_COMPARE_WIDGET])
+
+
+# --- sentence encoders -------------------------------------------------------------------------
+
+
+def render_encoder_model(state, source: str, configs: dict | None, has_errors: bool) -> None:
+    """A sentence encoder: task metrics, per-layer table and sensitivity, the config
+    comparison and the outlier view."""
+    label = MODEL_LABELS[source]
+    st.subheader(f"Whole model: every Linear of {label} quantized")
+    st.caption("The editors' configs applied to every nn.Linear (MiniLM: 36; the pooler is not "
+               "used by mean pooling and stays out). Calibration: the corpus's calibration "
+               "sentences (no padding tokens reach an observer); metrics on the evaluation "
+               "sentences: mean cosine of quantized vs fp32 sentence embeddings (mean pooling, "
+               "L2-normalised) and paraphrase retrieval (is each sentence's paraphrase its "
+               "nearest neighbour among all evaluation sentences).")
+    sensitivity = st.toggle("Per-layer sensitivity (one run per layer, slower)",
+                            key=MS.ENCODER_SENSITIVITY,
+                            help="Quantize one Linear at a time (the rest fp32) and measure the "
+                                 "mean cosine and retrieval: one evaluation pass per layer.")
+    fresh = None if configs is None else compute_encoder(source, configs, sensitivity, label)
+    summary, stale = S.keep_last_good(state, MS.ENCODER_LAST_GOOD, fresh)
+    if summary is not None and summary.model != label:
+        summary = None
+    if summary is None:
+        st.info("No results for this model yet: fix the config to quantize it.")
+    else:
+        if stale:
+            render_stale_banner(has_errors, "Single layer tab",
+                                "Shown: the last valid config's results.")
+        try:
+            render_encoder_summary(summary)
+            render_encoder_comparison(state, source, label, None if stale else summary)
+        except Exception:  # noqa: BLE001 - the page must never show a traceback
+            logger.exception("drawing the encoder view failed")
+            st.error("Some results could not be drawn; the details are in the server log.",
+                     icon="🚫")
+    render_outliers(state, source)
+
+
+def compute_encoder(source: str, configs: dict, sensitivity: bool, label: str,
+                    shown: str | None = None) -> EncoderSummary | None:
+    """The cached encoder summary, or computed under a progress bar (None after an error)."""
+    hit = model_cache.lookup_encoder_summary(source, configs, sensitivity)
+    if hit is not None:
+        return hit
+    shown = shown or label
+    return run_with_progress(
+        f"Quantizing {shown} (the first use loads the model, a few seconds)…",
+        lambda progress: model_cache.encoder_summary(source, configs, sensitivity, progress),
+        "encoder quantization",
+        failed=f"Something went wrong while quantizing {shown}; the details are in the server "
+               "log.",
+        rejected=lambda err: f"Could not quantize {shown} with these configs: {err}")
+
+
+def render_encoder_summary(summary: EncoderSummary) -> None:
+    """Metric cards, the per-layer table and the sensitivity chart."""
+    cards = st.columns(3)
+    cards[0].metric("Mean cosine vs fp32", f"{summary.mean_cosine:.4f}",
+                    help=f"Quantized vs fp32 embeddings of {summary.num_eval_sentences} "
+                         f"evaluation sentences (lowest: {summary.min_cosine:.4f}). 1 = same.")
+    change = 100 * (summary.retrieval - summary.fp32_retrieval)
+    cards[1].metric("Paraphrase retrieval", format_accuracy(summary.retrieval),
+                    delta=format_change(change, 1, "pp"), **delta_style(change, 1),
+                    help=f"{2 * summary.num_eval_pairs} sentences of {summary.num_eval_pairs} "
+                         "pairs: is the paraphrase the nearest evaluation sentence? The delta "
+                         "is the change from fp32. " + PP_HELP)
+    cards[2].metric("fp32 retrieval", format_accuracy(summary.fp32_retrieval))
+    rows = [{"layer": r["name"], "shape": r["shape"],
+             "weight QSNR (dB)": round(r["weight_qsnr"], 2),
+             "weight clipped (%)": round(100 * r["weight_clip_fraction"], 2),
+             **({"cosine, only this layer": round(summary.sensitivity[r["name"]][0], 5),
+                 "retrieval, only this layer (%)":
+                     round(100 * summary.sensitivity[r["name"]][1], 1)}
+                if summary.sensitivity else {})} for r in summary.layers]
+    st.dataframe(rows, hide_index=True, key="model.encoder_table", width="stretch")
+    if summary.sensitivity:
+        st.plotly_chart(model_figures.make_encoder_sensitivity_figure(
+            summary.sensitivity, summary.mean_cosine), key="chart.encoder_sensitivity",
+            config=CHART_CONFIG, width="stretch")
+    timing = " + ".join(f"{seconds:.1f} s {what}" for what, seconds in summary.seconds.items())
+    st.caption(f"Computed in {timing} (cached by config); calibrated on "
+               f"{summary.num_calibration_sentences} sentences "
+               f"({summary.num_calibration_tokens} tokens).")
+
+
+def render_encoder_comparison(state, source: str, label: str,
+                              current: EncoderSummary | None) -> None:
+    """The Compare tab's configs (and presets picked in the digits view) side by side."""
+    st.subheader("Compare configs on this model")
+    rows: list[tuple[str, EncoderSummary]] = []
+    if current is not None:
+        rows.append((CURRENT_LABEL, current))
+    named = [(f"Compare: {name}", parse_entry(name, text))
+             for name, text in state.get(CS.COMPARE_ENTRIES) or ()]
+    for preset in state.get(MS.MODEL_COMPARE, []):
+        try:
+            named.append((f"Preset: {preset}", load_config_from_yaml(S.PRESET_DIR / preset)))
+        except (ConfigError, OSError) as err:
+            st.error(f"Preset {preset}: {err}", icon="🚫")
+    for shown, entry in named:
+        configs = getattr(entry, "configs", entry)
+        if configs is None:
+            st.warning(f"{shown} has an error and is skipped: {entry.error}", icon="⚠️")
+            continue
+        summary = compute_encoder(source, configs, False, label, shown)
+        if summary is not None:
+            rows.append((shown, summary))
+    if len(rows) < 2:
+        st.caption("Set up configs in the Compare tab (or pick presets in the digits MLP "
+                   "view) to see them side by side on this model.")
+        return
+    st.dataframe([{"config": shown, "mean cosine": round(s.mean_cosine, 5),
+                   "retrieval (%)": round(100 * s.retrieval, 1),
+                   "fp32 retrieval (%)": round(100 * s.fp32_retrieval, 1)}
+                  for shown, s in rows], hide_index=True, key="model.encoder_compare_table",
+                 width="stretch")
+    st.plotly_chart(model_figures.make_encoder_comparison_figure(
+        [(shown, s.mean_cosine, s.retrieval, s.fp32_retrieval) for shown, s in rows]),
+        key="chart.encoder_compare", config=CHART_CONFIG, width="stretch")
+
+
+def render_outliers(state, source: str) -> None:
+    """Outlier channels: the chosen layer's input channels by absmax and kurtosis, and the
+    top ones tracked through the same layer of every block."""
+    st.subheader("Outlier channels")
+    stats = run_with_progress(
+        "Measuring every layer's input channels…",
+        lambda progress: data_cache.encoder_stats(source, progress), "channel statistics",
+        failed="The channel statistics could not be computed; the details are in the server "
+               "log.")
+    if not stats:
+        return
+    names = list(stats)
+    if state.get(MS.OUTLIER_LAYER) not in stats:
+        residual = [n for n in names if n.endswith("output.LayerNorm")]
+        state[MS.OUTLIER_LAYER] = residual[0] if residual else names[0]
+    layer = st.selectbox("Layer input", names, key=MS.OUTLIER_LAYER,
+                         help="Any Linear's input, or a LayerNorm's input: the residual stream "
+                              "(before the LayerNorm), where the largest outliers live.")
+    chosen = stats[layer]
+    top = model_figures.top_channels(chosen.absmax)
+    st.caption("Top channels: " + ", ".join(
+        f"ch {c} (|x| {float(chosen.absmax[c]):.1f}, kurtosis {float(chosen.kurtosis[c]):.0f})"
+        for c in top[:5]) + ". Per-tensor int8 spends its whole range on these few channels.")
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(model_figures.make_channel_outlier_figure(
+            layer, chosen.absmax, chosen.kurtosis, chosen.tokens), key="chart.outliers",
+            config=CHART_CONFIG, width="stretch")
+    with right:
+        tracked = model_figures.same_layer_in_every_block(layer, names)
+        st.plotly_chart(model_figures.make_tracked_channels_figure(
+            {n: stats[n].absmax for n in tracked}, top[:5]), key="chart.outliers_tracked",
+            config=CHART_CONFIG, width="stretch")

@@ -1,4 +1,4 @@
-"""The optional MiniLM weight source, tested on a small fake of its safetensors file."""
+"""Listing MiniLM's Linears from its safetensors header, tested on a small fake of the file."""
 
 import importlib.machinery
 
@@ -35,7 +35,8 @@ def test_lists_linears_in_model_order_without_embeddings(tmp_path):
     fake_minilm_file(path)
     linears = list_minilm_linears(path)
     names = [lin.name for lin in linears]
-    assert len(names) == 13 and names[-1] == "pooler.dense"
+    assert len(names) == 12 and names[-1] == "encoder.layer.1.output.dense"
+    assert "pooler.dense" not in names  # mean pooling never uses the pooler
     assert names[:6] == [f"encoder.layer.0.{p}" for p in (
         "attention.self.query", "attention.self.key", "attention.self.value",
         "attention.output.dense", "intermediate.dense", "output.dense")]
@@ -55,7 +56,7 @@ def test_loads_weight_and_bias_as_float32(tmp_path):
 def test_unknown_layer_lists_the_choices(tmp_path):
     path = tmp_path / "model.safetensors"
     fake_minilm_file(path)
-    with pytest.raises(ValueError, match=r"not a MiniLM Linear.*pooler\.dense"):
+    with pytest.raises(ValueError, match=r"not a MiniLM Linear.*layer\.1\.output\.dense"):
         load_minilm_linear("embeddings.word_embeddings", path)
 
 
@@ -75,4 +76,4 @@ def test_installed_package_is_found_without_importing_it(monkeypatch, tmp_path):
     spec.submodule_search_locations = [str(package)]
     monkeypatch.setattr(minilm.importlib.util, "find_spec", lambda name: spec)
     assert minilm_safetensors_path() == package / "model" / "model.safetensors"
-    assert len(list_minilm_linears()) == 13
+    assert len(list_minilm_linears()) == 12

@@ -25,7 +25,6 @@ from explorer.data.sources import (
 from explorer.data.uploads import UploadError
 from explorer.share.link import SharedState, ShareError, decode_state, encode_state
 from quantlib.config_loader import load_config_from_yaml
-from tests.explorer.data.test_minilm import fake_minilm_file
 from tests.helpers import link_token, npy_bytes
 
 GEN = torch.Generator().manual_seed(0)
@@ -184,23 +183,27 @@ def test_split_rows_caps_by_available_rows():
 # --- MiniLM (a small fake of its file) ------------------------------------------------------
 
 
-def test_minilm_weights_with_synthetic_inputs_of_matching_width(tmp_path, monkeypatch):
-    path = tmp_path / "model.safetensors"
-    tensors = fake_minilm_file(path)
-    monkeypatch.setattr(minilm, "minilm_safetensors_path", lambda: path)
+def test_minilm_layer_has_real_weight_and_real_activations(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert "minilm" in sources.available_sources()
     settings = DataSettings(source="minilm", minilm_layer="encoder.layer.1.output.dense",
                             num_batches=2, batch_size=4)
     data = make_sample_data(settings)
-    assert torch.equal(data.weight, tensors["encoder.layer.1.output.dense.weight"])
-    assert data.calibration[0].shape == (4, 16) and data.eval_batch.shape == (4, 16)
-    assert fixed_shape(settings) == (8, 16)
+    weight, _ = minilm.load_minilm_linear("encoder.layer.1.output.dense")
+    assert torch.equal(data.weight, weight)
+    assert [b.shape for b in data.calibration] == [(4, 1536), (4, 1536)]
+    assert data.eval_batch.shape == (512, 1536)
+    assert float(data.calibration[0].min()) >= -0.2  # GELU outputs: real, not synthetic
+    assert fixed_shape(settings) == (384, 1536) and data.settings.in_features == 1536
     with pytest.raises(ValueError, match="unknown minilm_layer"):
         make_sample_data(DataSettings(source="minilm", minilm_layer="encoder.layer.9.x"))
+    with pytest.raises(ValueError, match="unknown minilm_layer"):  # the pooler is not used
+        make_sample_data(DataSettings(source="minilm", minilm_layer="pooler.dense"))
 
 
 def test_minilm_is_not_offered_without_its_weights(monkeypatch):
     monkeypatch.setattr(minilm, "minilm_safetensors_path", lambda: None)
+    monkeypatch.delenv("QUANT_EXPLORER_MODEL_DIR", raising=False)
     assert sources.available_sources() == ("synthetic", "digits", "upload")
     assert fixed_shape(DataSettings(source="minilm")) is None
 
