@@ -9,6 +9,9 @@ optional ``activation``; each maps the `QuantConfig` field names to values::
       observer_type: MinmaxObserver
       quantization_method: Uniform
 
+Float formats are picked by name, with ``bits``/``signed`` derived (``bit_type: {name:
+mxfp4}``), and ``calibration_mode: block_wise`` takes ``block_size: N``.
+
 Every problem raises `ConfigError` naming the dotted field, the line and the valid choices.
 Only plain YAML is read (`yaml.SafeLoader`, no aliases, no duplicate keys, size-capped).
 """
@@ -24,8 +27,9 @@ from pathlib import Path
 
 import yaml
 
-from quantlib.bit_type import BitType
+from quantlib.bit_type import BitType, looks_like_unknown_format
 from quantlib.errors import ConfigError, show_value
+from quantlib.formats.registry import valid_names
 from quantlib.quant_config import BIT_TYPE_FIELDS, FIELD_NAMES, QuantConfig
 
 __all__ = [
@@ -341,7 +345,8 @@ def _build_config(body: object, section: str, lines: dict[str, int]) -> QuantCon
         return QuantConfig(**kwargs)
     except ConfigError as err:
         path = f"{section}.{err.path}" if err.path else section
-        raise ConfigError(err.reason, path, lines.get(path)) from None
+        # a rule may name a field the section left at its default: point at the section
+        raise ConfigError(err.reason, path, lines.get(path, lines.get(section))) from None
 
 
 def _build_bit_type(body: object, path: str, lines: dict[str, int]) -> BitType:
@@ -353,15 +358,27 @@ def _build_bit_type(body: object, path: str, lines: dict[str, int]) -> BitType:
             raise ConfigError(
                 f"unknown field{_suggest(key, BIT_TYPE_FIELDS)}; valid fields: bits, signed, name",
                 f"{path}.{key}", lines.get(f"{path}.{key}"))
-    if "bits" not in body:
-        raise ConfigError("missing; give bits as an integer from 2 to 16", f"{path}.bits",
-                          lines.get(path))
     name = body.get("name")
     try:
-        bit_type = BitType(body["bits"], body.get("signed", True), "" if name is None else name)
+        is_float = BitType(name=name).is_float if isinstance(name, str) and name else False
+        if "bits" not in body and not is_float:
+            raise ConfigError("missing; give bits as an integer from 2 to 16, or a float "
+                              f"format as name ({valid_names()})", "bits")
+        if "bits" in body and body["bits"] is None:  # None means "derive" to BitType only
+            raise ConfigError("must be an integer from 2 to 16, got None", "bits")
+        if "signed" in body and body["signed"] is None:
+            raise ConfigError("must be true or false, got None", "signed")
+        bit_type = BitType(body.get("bits"), body.get("signed", None if is_float else True),
+                           "" if name is None else name)
     except ConfigError as err:
         field_path = f"{path}.{err.path}"
-        raise ConfigError(err.reason, field_path, lines.get(field_path)) from None
+        raise ConfigError(err.reason, field_path,
+                          lines.get(field_path, lines.get(path))) from None
+    if looks_like_unknown_format(bit_type.name):
+        warnings.warn(
+            f"{path}.name: {bit_type.name!r} is not a number format (valid formats: "
+            f"{valid_names()}); it is read as a label of {bit_type.default_name}",
+            ConfigWarning, stacklevel=4)
     match = _NAMED_FORMAT.match(bit_type.name)
     if match and bit_type.name != bit_type.default_name:
         warnings.warn(

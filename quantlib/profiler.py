@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from quantlib.quantizers.format_ops import SCALE_BITS
+
 MAX_HISTOGRAM_BINS = 512
 # "Clipped" means beyond the representable range by over half a step (with float slack), so
 # values at the range's edge, which round onto the last code, do not count.
@@ -85,12 +87,16 @@ class QuantProfiler:
 
     def update(self, reference: torch.Tensor, quantized: torch.Tensor,
                clip_lo: torch.Tensor, clip_hi: torch.Tensor,
-               scale: torch.Tensor | None = None) -> None:
+               scale: torch.Tensor | None = None, *,
+               clipped: torch.Tensor | None = None) -> None:
         """Compare one quantized tensor with its fp32 reference (same shape).
 
         ``clip_lo``/``clip_hi`` ([1], or [C] along ``channel_axis``) are the quantizer's
         representable range. A value counts as clipped when it lies beyond that range by more
         than half a step (``scale / 2``, same shape): its error came from clamping, not rounding.
+        ``clipped`` (bool, the reference's shape) replaces that test where the range varies
+        per block (`Quantizer.clipped_mask`); ``clip_lo``/``clip_hi`` then only mark the
+        histogram's range.
         """
         if reference.shape != quantized.shape:
             raise ValueError(f"{self.name}: reference {tuple(reference.shape)} and quantized "
@@ -135,7 +141,8 @@ class QuantProfiler:
         step = torch.zeros_like(lo) if scale is None else scale.float().reshape(-1, 1)
         if lo.shape[0] not in (1, ref.shape[0]):  # per-tensor range but other channel axis
             lo, hi, step = lo.min().reshape(1, 1), hi.max().reshape(1, 1), step.max().reshape(1, 1)
-        clipped = beyond_half_step(ref, lo, hi, step)
+        if clipped is None:
+            clipped = beyond_half_step(ref, lo, hi, step)
         self._clipped += int(torch.count_nonzero(clipped))
         self._count += ref.numel()
         if self._channel_signal is None or self._channel_signal.shape != channel_signal.shape:
@@ -243,3 +250,32 @@ class QuantProfiler:
             "num_elements": n,
             "per_channel_qsnr": torch.tensor(per_channel, dtype=torch.float64),  # [C]
         }
+
+
+def memory_report(tensor: torch.Tensor, config, quantizer) -> dict:
+    """Storage of ``tensor`` (for activations: the last quantized forward's) under
+    ``config`` (a `QuantConfig`) and ``quantizer`` (its `Quantizer`), in fp32 and quantized,
+    with ``bits_per_element`` = (element bits + scale bits) / element:
+
+    - elements: ``bits`` each, packed;
+    - scales: one per tensor, channel or block, 32 bits (fp32) for integer and FP8 formats,
+      8 for MX (E8M0) and NVFP4 (E4M3), plus NVFP4's one 32-bit tensor scale;
+    - zero points: Affine integers only, ``bits`` wide each (a zero point lies in
+      [qmin, qmax]); Uniform's is implied (0, or 2^(b-1) unsigned), so not stored.
+
+    MXFP4: 4 + 8/32 = 4.25; NVFP4: 4 + 8/16 + 32/numel; INT4 g128 Uniform: 4 + 32/128 = 4.25,
+    Affine: 4 + 36/128.
+    """
+    bit_type = config.bit_type
+    spec = bit_type.format
+    count = tensor.numel()
+    scales = count // quantizer.block_size if quantizer.block_size else quantizer.scale.numel()
+    zero_bits = bit_type.bits if spec.family == "int" and not config.is_symmetric else 0
+    scale_bits = scales * (SCALE_BITS[spec.scale] + zero_bits)
+    scale_bits += 32 if spec.family == "nvfp4" else 0
+    fp32 = count * 4
+    packed = math.ceil(count * bit_type.bits / 8)
+    qparams = math.ceil(scale_bits / 8)
+    return {"fp32_bytes": fp32, "quantized_bytes": packed, "qparam_bytes": qparams,
+            "compression_ratio": fp32 / max(packed + qparams, 1),
+            "bits_per_element": (count * bit_type.bits + scale_bits) / max(count, 1)}

@@ -26,8 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from quantlib.errors import ConfigError
 from quantlib.observers import build_observer
-from quantlib.profiler import QuantProfiler
+from quantlib.observers.base import check_block_size
+from quantlib.profiler import QuantProfiler, memory_report
 from quantlib.quant_config import QuantConfig
 from quantlib.quantizers import Quantizer
 
@@ -37,11 +39,15 @@ MODES = ("fp32", "quantized")
 class QuantLinear(nn.Module):
     """Post-training quantization of one ``nn.Linear``.
 
-    Tensors and their per-channel qparams:
-    - ``weight`` [out, in] fp32, ``quant_weight`` [out, in] int32 codes, ``weight_scaler`` /
-      ``weight_zero`` [out] (channel_wise) or [1] (layer_wise);
-    - output [..., out]: ``output_scaler`` / ``output_zero`` [out] or [1];
-    - input [..., in] (only with ``act_config``): ``input_scaler`` / ``input_zero`` [in] or [1].
+    Tensors and their qparams:
+    - ``weight`` [out, in] fp32, ``quant_weight`` [out, in] int32 codes (float formats: signed
+      grid indices, see `quantlib.formats.grid`), ``weight_scaler`` / ``weight_zero`` [out]
+      (channel_wise), [1] (layer_wise) or [out, in/N] (block_wise; NVFP4: the E4M3 block
+      scales, with the FP32 per-tensor scale in ``weight_tensor_scale``);
+    - output [..., out]: ``output_scaler`` / ``output_zero`` [out] or [1]; block_wise scales
+      are dynamic, from each output's own blocks ([..., out/N] of the last forward);
+    - input [..., in] (only with ``act_config``): ``input_scaler`` / ``input_zero`` [in] or
+      [1]; block_wise as the output.
     """
 
     def __init__(self, input_module: nn.Module, out_config: QuantConfig,
@@ -82,14 +88,26 @@ class QuantLinear(nn.Module):
         self._mode = "fp32"
 
         self.weight_config, self.out_config, self.act_config = weight_config, out_config, act_config
+        for what, cfg, dim in (("weight", weight_config, self.in_features),
+                               ("output", out_config, self.out_features),
+                               ("input", act_config, self.in_features)):
+            if cfg is not None and cfg.is_block_wise:
+                try:
+                    check_block_size(cfg.block_size, dim, f"{what}'s last")
+                except ConfigError as err:
+                    raise ConfigError(f"{layer_name}: {err.reason}", err.path) from None
+        # Weights: one observed range per block. Activations with block_wise: one range per
+        # tensor (NVFP4's tensor scale); their block scales come from each tensor in forward.
         self.weight_observer = build_observer(weight_config, 0, f"{layer_name}.weight")
-        self.output_observer = build_observer(out_config, -1, f"{layer_name}.output")
+        self.output_observer = build_observer(out_config, -1, f"{layer_name}.output",
+                                              per_tensor=out_config.is_block_wise)
         self.input_observer = (None if act_config is None
-                               else build_observer(act_config, -1, f"{layer_name}.input"))
-        self.weight_quantizer = Quantizer(weight_config.bit_type, channel_axis=0)
-        self.output_quantizer = Quantizer(out_config.bit_type, channel_axis=-1)
+                               else build_observer(act_config, -1, f"{layer_name}.input",
+                                                   per_tensor=act_config.is_block_wise))
+        self.weight_quantizer = Quantizer.from_config(weight_config, channel_axis=0)
+        self.output_quantizer = Quantizer.from_config(out_config, -1, dynamic=True)
         self.input_quantizer = (None if act_config is None
-                                else Quantizer(act_config.bit_type, channel_axis=-1))
+                                else Quantizer.from_config(act_config, -1, dynamic=True))
         self.weight_profiler = _make_profiler(weight_config, f"{layer_name}.weight", 0)
         self.output_profiler = _make_profiler(out_config, f"{layer_name}.output", -1)
         self.input_profiler = _make_profiler(act_config, f"{layer_name}.input", -1)
@@ -124,6 +142,11 @@ class QuantLinear(nn.Module):
         return self.weight_quantizer.zero_point
 
     @property
+    def weight_tensor_scale(self) -> torch.Tensor | None:
+        """NVFP4's per-tensor FP32 weight scale (0-d); None for other formats."""
+        return self.weight_quantizer.tensor_scale
+
+    @property
     def output_scaler(self) -> torch.Tensor | None:
         return self.output_quantizer.scale
 
@@ -147,16 +170,17 @@ class QuantLinear(nn.Module):
             self.weight_observer.reset()
             self.weight_observer.update(self.weight)
             scale, zero = self.weight_observer.get_quantization_params()
+            tensor_scale = self.weight_observer.get_tensor_scale()
         with torch.no_grad(), self._timed(self.weight_profiler, "quantize_ms"):
-            self.weight_quantizer.update_quantization_params(scale, zero)
+            self.weight_quantizer.update_quantization_params(scale, zero, tensor_scale)
             self.quant_weight = self.weight_quantizer.quant(self.weight)
             self.dequant_weight = self.weight_quantizer.dequantize(self.quant_weight)
         if self.weight_profiler is not None:
             self.weight_profiler.reset()
-            self.weight_profiler.update(self.weight, self.dequant_weight,
-                                        *self.weight_quantizer.clip_range(), self.weight_scaler)
-            self.weight_profiler.memory = _memory(self.weight, self.weight_config,
-                                                  self.weight_scaler)
+            _profile(self.weight_profiler, self.weight_quantizer, self.weight,
+                     self.dequant_weight)
+            self.weight_profiler.memory = memory_report(self.weight, self.weight_config,
+                                                        self.weight_quantizer)
 
     def calibration(self, x: torch.Tensor) -> torch.Tensor:
         """fp32 forward on one calibration batch [..., in]; updates the output observer (and
@@ -177,10 +201,12 @@ class QuantLinear(nn.Module):
                                "layer.calibration(x) on at least one non-empty batch first")
         with self._timed(self.output_profiler, "qparams_ms"):
             self.output_quantizer.update_quantization_params(
-                *self.output_observer.get_quantization_params())
+                *self.output_observer.get_quantization_params(),
+                self.output_observer.get_tensor_scale())
             if self.input_observer is not None:
                 self.input_quantizer.update_quantization_params(
-                    *self.input_observer.get_quantization_params())
+                    *self.input_observer.get_quantization_params(),
+                    self.input_observer.get_tensor_scale())
         return (self.weight_scaler, self.weight_zero), (self.output_scaler, self.output_zero)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -217,13 +243,12 @@ class QuantLinear(nn.Module):
             fp32_output = self.fwd_func(x, self.weight, self.bias, **self.fwd_kwargs)
             if self.keep_fp32_output:
                 self.last_fp32_output = fp32_output
-            self.output_profiler.update(fp32_output, output, *self.output_quantizer.clip_range(),
-                                        self.output_scaler)
-            self.output_profiler.memory = _memory(output, self.out_config, self.output_scaler)
+            _profile(self.output_profiler, self.output_quantizer, fp32_output, output)
+            self.output_profiler.memory = memory_report(output, self.out_config,
+                                                        self.output_quantizer)
         if self.input_profiler is not None:
-            self.input_profiler.update(x, x_q, *self.input_quantizer.clip_range(),
-                                       self.input_scaler)
-            self.input_profiler.memory = _memory(x, self.act_config, self.input_scaler)
+            _profile(self.input_profiler, self.input_quantizer, x, x_q)
+            self.input_profiler.memory = memory_report(x, self.act_config, self.input_quantizer)
 
     def _profilers(self) -> dict[str, QuantProfiler | None]:
         return {"weight": self.weight_profiler, "output": self.output_profiler,
@@ -292,14 +317,15 @@ def _make_profiler(config: QuantConfig | None, name: str, axis: int) -> QuantPro
     return QuantProfiler(name, axis) if config is not None and config.enable_profiler else None
 
 
-def _memory(tensor: torch.Tensor, config: QuantConfig, scale: torch.Tensor) -> dict:
-    """Storage of ``tensor`` (for activations: the last quantized forward's) in fp32 and as
-    packed ``bits``-wide codes plus qparams (a float32 scale and int32 zero point each)."""
-    fp32 = tensor.numel() * 4
-    packed = math.ceil(tensor.numel() * config.bit_type.bits / 8)
-    qparams = scale.numel() * 8
-    return {"fp32_bytes": fp32, "quantized_bytes": packed, "qparam_bytes": qparams,
-            "compression_ratio": fp32 / max(packed + qparams, 1)}
+def _profile(profiler: QuantProfiler, quantizer: Quantizer, reference: torch.Tensor,
+             quantized: torch.Tensor) -> None:
+    """One profiler update; block scales and float grids pass their own clipped mask."""
+    lo, hi = quantizer.clip_range()
+    if quantizer.block_size is None and not quantizer.bit_type.is_float:
+        profiler.update(reference, quantized, lo, hi, quantizer.scale)
+        return
+    profiler.update(reference, quantized, lo.min().reshape(1), hi.max().reshape(1),
+                    clipped=quantizer.clipped_mask(reference))
 
 
 # --- self-test: python -m quantlib.quant_linear -------------------------------------------

@@ -7,6 +7,16 @@ follows the OCP MX v1.0 definition); torchao is needed by the tests only. Entry 
 to its ``FormatSpec``.
 """
 
-from quantlib.formats.registry import FORMATS, FormatSpec, fake_quantize, get_format
+from quantlib.formats.specs import FORMATS, FormatSpec
 
 __all__ = ["FORMATS", "FormatSpec", "fake_quantize", "get_format"]
+
+
+def __getattr__(name: str):
+    # The kernels' entry points load on first use: `quantlib.bit_type` reads the format table
+    # (`specs`) while the registry itself needs BitType.
+    if name in ("fake_quantize", "get_format"):
+        from quantlib.formats import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'quantlib.formats' has no attribute {name!r}")

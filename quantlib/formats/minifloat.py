@@ -45,14 +45,17 @@ def round_to_minifloat(x: torch.Tensor, fmt: Minifloat) -> torch.Tensor:
     """float32 ``x`` -> the nearest value of ``fmt`` (ties to even, saturating), as float32.
 
     The quantum of the binade holding |x| is 2^(max(floor(log2|x|), emin) - mbits); dividing by
-    it, rounding half to even and multiplying back is exact in float32.
+    it, rounding half to even and multiplying back is exact in float32. floor(log2|x|) is read
+    off the float32 exponent bits (a float32 subnormal or zero reads -127, below every emin),
+    and the quantum and its reciprocal are built from bits: no frexp/ldexp.
     """
     x = x.float()
     if fmt.torch_dtype is not None:  # the native cast rounds the same way, and is faster
         return x.clamp(-fmt.max_normal, fmt.max_normal).to(fmt.torch_dtype).float()
     mag = x.abs()
-    _, exponent = torch.frexp(mag)  # mag = m * 2^exponent with m in [0.5, 1)
-    binade = torch.clamp(exponent - 1, min=fmt.min_exponent)
-    quantum = torch.ldexp(torch.ones_like(mag), binade - fmt.mbits)
-    rounded = torch.round(mag / quantum) * quantum
-    return torch.copysign(torch.clamp(rounded, max=fmt.max_normal), x)
+    binade = torch.bitwise_right_shift(mag.view(torch.int32), 23)  # sign bit is 0
+    binade = torch.clamp(binade, fmt.min_exponent + 127, 254)  # biased; inf saturates
+    inverse = torch.bitwise_left_shift(2 * 127 + fmt.mbits - binade, 23).view(torch.float32)
+    quantum = torch.bitwise_left_shift(binade - fmt.mbits, 23).view(torch.float32)
+    rounded = torch.round(mag * inverse).mul_(quantum)
+    return torch.copysign(torch.clamp_(rounded, max=fmt.max_normal), x)

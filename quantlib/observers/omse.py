@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from quantlib.formats.grid import signed_grid
 from quantlib.observers.base import channel_extremes, register_observer
 from quantlib.observers.stored import StoredDataObserver
+from quantlib.quantizers.format_ops import fake_quantize_any, range_to_qparams
 from quantlib.quantizers.functional import calculate_qparams
 
 _CHUNK_ELEMENTS = 2**24
@@ -32,12 +34,17 @@ def squared_error_by_ratio(values: torch.Tensor, min_val: torch.Tensor, max_val:
     for start in range(0, len(ratios), step):
         r = ratios[start:start + step].to(values.device)
         r = r.reshape(-1, 1) if r.dim() == 1 else r  # [R, 1] or [R, C]
-        scale, zero = calculate_qparams(min_val * r, max_val * r, bit_type, symmetric)  # [R, C]
-        scale, zero = scale.unsqueeze(-1), zero.unsqueeze(-1).to(torch.float32)
-        # fake_quantize with the zero point folded into the clamp bounds (exact: integers)
-        steps = torch.round(values * torch.reciprocal(scale))
-        steps = torch.clamp(steps, bit_type.qmin - zero, bit_type.qmax - zero)
-        sq = torch.square(steps * scale - values)
+        if bit_type.is_float:  # FP8: the candidate's real (non-uniform) grid
+            scale, zero = range_to_qparams(min_val * r, max_val * r, bit_type)  # [R, C]
+            sq = torch.square(fake_quantize_any(values, scale.unsqueeze(-1),
+                                                zero.unsqueeze(-1), bit_type) - values)
+        else:
+            scale, zero = calculate_qparams(min_val * r, max_val * r, bit_type, symmetric)
+            scale, zero = scale.unsqueeze(-1), zero.unsqueeze(-1).to(torch.float32)
+            # fake_quantize with the zero point folded into the clamp bounds (exact: integers)
+            steps = torch.round(values * torch.reciprocal(scale))
+            steps = torch.clamp(steps, bit_type.qmin - zero, bit_type.qmax - zero)
+            sq = torch.square(steps * scale - values)
         if weights is not None:
             sq = sq.double() * weights
         out[start:start + step] = sq.sum(dim=-1, dtype=torch.float64)
@@ -47,26 +54,31 @@ def squared_error_by_ratio(values: torch.Tensor, min_val: torch.Tensor, max_val:
 def squared_error_sorted(ordered: torch.Tensor, prefix: torch.Tensor, prefix_sq: torch.Tensor,
                          min_val: torch.Tensor, max_val: torch.Tensor, ratios: torch.Tensor,
                          bit_type, symmetric: bool) -> torch.Tensor:
-    """`squared_error_by_ratio` from one sorted copy: O(2**bits * log N) per candidate.
+    """`squared_error_by_ratio` from one sorted copy: O(levels * log N) per candidate.
 
     ``ordered`` [C, N] holds each channel's values sorted; ``prefix``/``prefix_sq`` [C, N+1]
     their float64 running sums of x and x^2. Values between two decision boundaries
     (q - zp + 1/2) * s share the code q, so their error is sum x^2 - 2 d sum x + n d^2 with
-    d = (q - zp) * s. A value exactly on a boundary has the same error either way, so the
+    d = (q - zp) * s (FP8: d = element * s, boundaries midway between elements). A value
+    exactly on a boundary has the same error either way, so the
     result equals the element-wise sum up to float64 rounding.
     """
     channels = ordered.shape[0]
-    levels = torch.arange(bit_type.qmin, bit_type.qmax + 1, device=ordered.device,
-                          dtype=torch.float64)  # [L]
+    if bit_type.is_float:  # FP8: the element grid, scaled by amax / max_finite
+        levels = signed_grid(bit_type.format).to(ordered.device, torch.float64)
+    else:
+        levels = torch.arange(bit_type.qmin, bit_type.qmax + 1, device=ordered.device,
+                              dtype=torch.float64)  # [L]
     out = torch.empty(len(ratios), channels, dtype=torch.float64, device=ordered.device)
     step = max(1, _CHUNK_ELEMENTS // (channels * len(levels)))
     for start in range(0, len(ratios), step):
         r = ratios[start:start + step].to(ordered.device)
         r = r.reshape(-1, 1) if r.dim() == 1 else r
-        scale, zero = calculate_qparams(min_val * r, max_val * r, bit_type, symmetric)  # [R, C]
+        scale, zero = range_to_qparams(min_val * r, max_val * r, bit_type, symmetric)  # [R, C]
         s64 = scale.double().T.unsqueeze(-1)  # [C, R, 1]
-        offset = levels - zero.double().T.unsqueeze(-1)  # [C, R, L]: q - zp
-        bounds = ((offset[..., :-1] + 0.5) * s64).float()  # [C, R, L-1]
+        offset = levels - zero.double().T.unsqueeze(-1)  # [C, R, L]: q - zp (FP8: elements)
+        # decision boundaries: midway between neighbouring levels
+        bounds = ((offset[..., :-1] + offset[..., 1:]) * 0.5 * s64).float()  # [C, R, L-1]
         cut = torch.searchsorted(ordered, bounds.reshape(channels, -1)).reshape(bounds.shape)
         edges = torch.cat([torch.zeros_like(cut[..., :1]), cut,
                            torch.full_like(cut[..., :1], ordered.shape[1])], dim=-1)

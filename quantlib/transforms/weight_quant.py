@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from quantlib.bit_type import BitType
 from quantlib.errors import ConfigError, show_value
 from quantlib.formats import FORMATS, get_format
 from quantlib.formats.fp8 import choose_fp8_scale
@@ -156,7 +157,7 @@ class WeightQuantizer:
         """Reduce the last axis of ``x`` [..., g] (keepdim)."""
         family, spec = self.spec.family, self.spec
         if family == "int":
-            bit_type = spec.bit_type
+            bit_type = BitType(spec.element_bits, spec.signed)
             lo = torch.clamp(x.amin(dim=-1, keepdim=True), max=0.0)
             hi = torch.clamp(x.amax(dim=-1, keepdim=True), min=0.0)
             # torch.ao's rules, as quantlib.quantizers.functional.calculate_qparams (copied:
@@ -186,7 +187,7 @@ class WeightQuantizer:
         family, x = self.spec.family, cols.float()
         if family == "int":
             scale, zero_point = params
-            bit_type = self.spec.bit_type
+            bit_type = BitType(self.spec.element_bits, self.spec.signed)
             q = torch.round(x * torch.reciprocal(scale)) + zero_point
             return (torch.clamp(q, bit_type.qmin, bit_type.qmax) - zero_point) * scale
         if family == "fp8":

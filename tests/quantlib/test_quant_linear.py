@@ -262,22 +262,29 @@ def test_clipped_means_beyond_the_range_by_over_half_a_step(values, expected):
                                 torch.tensor(1.0)).sum()) == expected
 
 
+@pytest.mark.parametrize("method", ["Uniform", "Affine"])
 @pytest.mark.parametrize("mode,bits,channels", [("channel_wise", 8, 48), ("layer_wise", 4, 1)],
                          ids=["int8-per-channel", "int4-per-tensor"])
-def test_memory_counts_packed_codes_and_8_byte_qparams(mode, bits, channels):
-    """A float32 scale plus an int32 zero point is 8 bytes per qparam set."""
-    cfg = QuantConfig(calibration_mode=mode, bit_type=BitType(bits, True))
+def test_memory_counts_packed_codes_scales_and_affine_zero_points(mode, bits, channels, method):
+    """A float32 scale per qparam set, plus a bits-wide zero point under Affine only (Uniform's
+    zero point is implied, so it is not stored)."""
+    cfg = QuantConfig(calibration_mode=mode, bit_type=BitType(bits, True),
+                      quantization_method=method)
     layer = calibrated(QuantLinear(make_linear(48, 33), cfg, cfg))
     layer(torch.randn(10, 33))
     memory = layer.get_profiling_results()
     weight, output = memory["weight"]["memory"], memory["output"]["memory"]
+    per_set_bits = 32 + (bits if method == "Affine" else 0)
+    qparams = math.ceil(channels * per_set_bits / 8)
     packed = math.ceil(48 * 33 * bits / 8)
     assert weight == {"fp32_bytes": 48 * 33 * 4, "quantized_bytes": packed,
-                      "qparam_bytes": 8 * channels,
-                      "compression_ratio": pytest.approx(48 * 33 * 4 / (packed + 8 * channels))}
+                      "qparam_bytes": qparams,
+                      "compression_ratio": pytest.approx(48 * 33 * 4 / (packed + qparams)),
+                      "bits_per_element": pytest.approx(bits + channels * per_set_bits
+                                                        / (48 * 33))}
     out_packed = math.ceil(10 * 48 * bits / 8)
-    assert output["qparam_bytes"] == 8 * channels
-    assert output["compression_ratio"] == pytest.approx(10 * 48 * 4 / (out_packed + 8 * channels))
+    assert output["qparam_bytes"] == qparams
+    assert output["compression_ratio"] == pytest.approx(10 * 48 * 4 / (out_packed + qparams))
 
 
 def test_kept_fp32_output_is_the_true_reference():
