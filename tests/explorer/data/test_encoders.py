@@ -211,3 +211,17 @@ def test_custom_checkpoint_is_off_by_default_and_set_only_by_the_operator(monkey
     encoders.configure_from_argv(["--other", "x", "--model-dir", str(tmp_path)])
     assert os.environ[encoders.MODEL_DIR_ENV] == str(tmp_path)
     assert encoders.encoder_dir("custom") is None  # no config.json there: not offered
+
+
+def test_a_pickle_only_checkpoint_is_refused_never_unpickled(tmp_path):
+    from transformers import BertConfig
+
+    BertConfig(vocab_size=64, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=16).save_pretrained(str(tmp_path))
+    marker = tmp_path / "unpickled"
+    # A pickle that would create `marker` if anything unpickled it.
+    payload = (b"cos\nsystem\n(V" + f"touch {marker}".encode() + b"\ntR.")
+    (tmp_path / "pytorch_model.bin").write_bytes(payload)
+    with pytest.raises((OSError, EnvironmentError, ValueError)):
+        load_text_encoder(tmp_path)
+    assert not marker.exists()
