@@ -26,6 +26,8 @@ from explorer.single import panel as single_panel
 from explorer.single.state import init_single_state
 from explorer.teach import panel as teach_panel
 from explorer.teach.state import init_teach_state
+from explorer.transform import panel as transform_panel
+from explorer.transform.state import init_transform_state
 
 PAGE_STYLE = ("<style>"
               '[data-testid="stMainBlockContainer"] {padding-top: 1.5rem;}'
@@ -43,7 +45,7 @@ PAGE_STYLE = ("<style>"
 configure_from_argv(sys.argv[1:])  # `-- --model-dir DIR`: your checkpoint (server-side only)
 st.set_page_config(page_title="Quantization Explorer", page_icon="🔢", layout="wide")
 for init in (S.init_state, init_data_state, init_single_state, init_model_state,
-             init_teach_state, init_share_state):
+             init_teach_state, init_share_state, init_transform_state):
     init(st.session_state)  # each feature's keys and defaults
 share_panel.load_link_once(st.session_state)  # a ?s= link, before any widget
 
@@ -60,10 +62,13 @@ share_panel.render_link_notice(st.session_state)
 with single_layer_tab:
     single_panel.render_start_here(st.session_state)
     configs, has_errors = single_panel.render_editors(st.session_state)
+    # the document's transform: section (SmoothQuant, rotation, AWQ, GPTQ), when switched on
+    configs = transform_panel.with_document_transform(st.session_state, configs)
     computed, stale = S.keep_last_good(
         st.session_state, S.LAST_GOOD,
         None if configs is None else single_panel.compute_results(configs, settings))
     single_panel.render_results(computed, stale, has_errors)
+    transform_panel.render_transform(st.session_state, configs, settings)  # below the results
 with whole_model_tab:
     if whole_model_tab.open:  # quantizes the whole digits MLP only while this tab is open
         model_panel.render_whole_model(st.session_state, configs, has_errors)

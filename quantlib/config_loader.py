@@ -12,6 +12,9 @@ optional ``activation``; each maps the `QuantConfig` field names to values::
 Float formats are picked by name, with ``bits``/``signed`` derived (``bit_type: {name:
 mxfp4}``), and ``calibration_mode: block_wise`` takes ``block_size: N``.
 
+An optional ``transform:`` section (`quantlib.transforms.config`) applies to the layer; it is
+returned under ``"transform"`` as a `TransformConfig`, or None when the document has none.
+
 Every problem raises `ConfigError` naming the dotted field, the line and the valid choices.
 Only plain YAML is read (`yaml.SafeLoader`, no aliases, no duplicate keys, size-capped).
 """
@@ -31,6 +34,7 @@ from quantlib.bit_type import BitType, looks_like_unknown_format
 from quantlib.errors import ConfigError, show_value
 from quantlib.formats.registry import valid_names
 from quantlib.quant_config import BIT_TYPE_FIELDS, FIELD_NAMES, QuantConfig
+from quantlib.transforms.config import TransformConfig, transform_from_section
 
 __all__ = [
     "ConfigError",
@@ -40,13 +44,16 @@ __all__ = [
     "load_config_from_string",
     "load_config_from_yaml",
     "parse_section",
+    "parse_transform",
     "section_to_yaml",
 ]
 
-# A real config is under 1 KB. 16 KiB keeps the worst case (a document of nothing but tiny
-# flow-list items, parsed by PyYAML's pure-Python SafeLoader) well under a second.
+# A real config is under 1 KB. 16 KiB keeps the worst case (a document of tiny flow-list
+# items, parsed by PyYAML's pure-Python SafeLoader) well under a second.
 MAX_CONFIG_BYTES = 16 * 1024
 SECTIONS = ("weight", "outputs", "activation")
+TRANSFORM = "transform"  # the layer's optional transform section (not a QuantConfig)
+_ALL_SECTIONS = (*SECTIONS, TRANSFORM)
 _SECTION_ALIASES = {"output": "outputs"}
 _RESULT_KEYS = {"weight": "weight", "outputs": "output", "activation": "activation"}
 _NAMED_FORMAT = re.compile(r"^(u?)int(\d+)$")
@@ -56,9 +63,9 @@ class ConfigWarning(UserWarning):
     """A config that loads but probably says something unintended."""
 
 
-def load_config_from_yaml(path: str | Path) -> dict[str, QuantConfig | None]:
+def load_config_from_yaml(path: str | Path) -> dict[str, QuantConfig | TransformConfig | None]:
     """Load a config file -> ``{'output': QuantConfig, 'weight': QuantConfig,
-    'activation': QuantConfig | None}``."""
+    'activation': QuantConfig | None, 'transform': TransformConfig | None}``."""
     path = Path(path)
     try:
         info = path.stat()
@@ -86,8 +93,10 @@ def load_config_from_yaml(path: str | Path) -> dict[str, QuantConfig | None]:
     return load_config_from_string(_decode(data))
 
 
-def load_config_from_string(text: str | bytes) -> dict[str, QuantConfig | None]:
-    """Parse a whole YAML document (the editor's text) into the three configs."""
+def load_config_from_string(text: str | bytes
+                            ) -> dict[str, QuantConfig | TransformConfig | None]:
+    """Parse a whole YAML document (the editor's text) into the three configs and the
+    transform (``"transform"``: a `TransformConfig`, None when the section is absent)."""
     tree, lines = _parse_yaml(text)
     if tree is None:
         raise ConfigError("the document is empty; expected the sections weight and outputs")
@@ -107,17 +116,17 @@ def load_config_from_string(text: str | bytes) -> dict[str, QuantConfig | None]:
     sections: dict[str, object] = {}
     for key, value in tree.items():
         name = _SECTION_ALIASES.get(key, key)
-        if name not in SECTIONS:
+        if name not in _ALL_SECTIONS:
             raise ConfigError(
-                f"unknown section{_suggest(key, SECTIONS)}; "
-                f"valid sections: {', '.join(SECTIONS)} (or output)",
+                f"unknown section{_suggest(key, _ALL_SECTIONS)}; "
+                f"valid sections: {', '.join(_ALL_SECTIONS)} (or output)",
                 _short(str(key)),
                 lines.get(str(key)),
             )
         if name in sections:
             raise ConfigError("give either 'outputs' or 'output', not both", key, lines.get(key))
         sections[name] = (key, value)
-    result: dict[str, QuantConfig | None] = {"output": None, "weight": None, "activation": None}
+    result: dict = {"output": None, "weight": None, "activation": None, TRANSFORM: None}
     for name in SECTIONS:
         if name not in sections:
             if name == "activation":
@@ -127,6 +136,8 @@ def load_config_from_string(text: str | bytes) -> dict[str, QuantConfig | None]:
         if name == "activation" and body is None:
             continue
         result[_RESULT_KEYS[name]] = _build_config(body, key, lines)
+    if TRANSFORM in sections:
+        result[TRANSFORM] = transform_from_section(sections[TRANSFORM][1], lines)
     return result
 
 
@@ -139,17 +150,25 @@ def parse_section(text: str | bytes, section: str) -> QuantConfig:
                                          for k, v in lines.items()})
 
 
+def parse_transform(text: str | bytes) -> TransformConfig:
+    """Parse the ``transform:`` section's body (without the header); empty -> the defaults."""
+    tree, lines = _parse_yaml(text)
+    lines = {f"{TRANSFORM}.{k}".rstrip("."): v for k, v in lines.items()}
+    return transform_from_section(tree, lines)
+
+
 def section_to_yaml(config: QuantConfig) -> str:
     """One section's body as YAML text, fields in declaration order."""
     return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
 
 
-def dump_config_to_yaml(configs: dict[str, QuantConfig | None]) -> str:
-    """Write ``{'weight', 'output', 'activation'}`` back as a document `load_config_from_string`
-    reads to equal configs."""
+def dump_config_to_yaml(configs: dict[str, QuantConfig | TransformConfig | None]) -> str:
+    """The loader's dict back as a document `load_config_from_string` reads to equal configs."""
     doc = {"weight": configs["weight"].to_dict(), "outputs": configs["output"].to_dict()}
     if configs.get("activation") is not None:
         doc["activation"] = configs["activation"].to_dict()
+    if configs.get(TRANSFORM) is not None:
+        doc[TRANSFORM] = configs[TRANSFORM].to_dict()
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
 

@@ -11,6 +11,10 @@ Usage (the seed's)::
     y = layer(x)                                 # dequant weight -> linear -> output fake-quant
     layer.get_profiling_results()["output"]["statistics"]["qsnr"]
 
+Outlier mitigation (``quantlib.transforms``), before calibration::
+
+    layer.transform(calib_x, TransformConfig(rotation="hadamard", weight_algorithm="gptq"))
+
 Run ``python -m quantlib.quant_linear`` for the self-test.
 """
 
@@ -20,7 +24,6 @@ import math
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +35,10 @@ from quantlib.observers.base import check_block_size
 from quantlib.profiler import QuantProfiler, memory_report
 from quantlib.quant_config import QuantConfig
 from quantlib.quantizers import Quantizer
+from quantlib.transforms.apply import TransformResult
+from quantlib.transforms.config import TransformConfig
+from quantlib.transforms.control import Cancel, Progress
+from quantlib.transforms.layer import install_transform, transform_layer
 
 MODES = ("fp32", "quantized")
 
@@ -48,6 +55,13 @@ class QuantLinear(nn.Module):
       are dynamic, from each output's own blocks ([..., out/N] of the last forward);
     - input [..., in] (only with ``act_config``): ``input_scaler`` / ``input_zero`` [in] or
       [1]; block_wise as the output.
+
+    With a transform installed (`transform` / `apply_transform`, before calibration):
+    ``weight`` is the transformed W'' [out, in], ``original_weight`` the layer's own W, and
+    every input x (calibration, fp32 and quantized forward) becomes x'' =
+    ``transform_result.transform_input(x)``, so the fp32 output is unchanged up to rounding.
+    The input observer, quantizer and profiler see x''. The output profiler's reference is the
+    original layer's fp32 output, x W^T + b.
     """
 
     def __init__(self, input_module: nn.Module, out_config: QuantConfig,
@@ -113,6 +127,8 @@ class QuantLinear(nn.Module):
         self.input_profiler = _make_profiler(act_config, f"{layer_name}.input", -1)
         self.enable_profiling = any(p is not None for p in self._profilers().values())
 
+        self.transform_result: TransformResult | None = None
+        self.register_buffer("original_weight", None, persistent=False)
         self.register_buffer("quant_weight", None)
         self.register_buffer("dequant_weight", None, persistent=False)
         self.register_load_state_dict_post_hook(_refresh_after_load)
@@ -177,15 +193,44 @@ class QuantLinear(nn.Module):
             self.dequant_weight = self.weight_quantizer.dequantize(self.quant_weight)
         if self.weight_profiler is not None:
             self.weight_profiler.reset()
-            _profile(self.weight_profiler, self.weight_quantizer, self.weight,
-                     self.dequant_weight)
-            self.weight_profiler.memory = memory_report(self.weight, self.weight_config,
-                                                        self.weight_quantizer)
+            self.profile_weight()
+
+    def profile_weight(self) -> None:
+        """Profile ``dequant_weight`` against ``weight`` (one weight profiler update)."""
+        _profile(self.weight_profiler, self.weight_quantizer, self.weight, self.dequant_weight)
+        self.weight_profiler.memory = memory_report(self.weight, self.weight_config,
+                                                    self.weight_quantizer)
+
+    def transform(self, calib_x: torch.Tensor, config: TransformConfig, *,
+                  progress: Progress | None = None, cancel: Cancel | None = None
+                  ) -> TransformResult:
+        """Run a ``transform:`` section on this layer with calibration inputs ``calib_x``
+        [..., in] (awq/gptq quantize onto this layer's weight format, see
+        `quantlib.transforms.layer.weight_format_of`) and install it (`apply_transform`).
+        ``progress``/``cancel`` as in `quantlib.transforms.control`. Returns the result."""
+        result = transform_layer(self, calib_x, config, progress=progress, cancel=cancel)
+        self.apply_transform(result)
+        return result
+
+    def apply_transform(self, result: TransformResult) -> None:
+        """Install a `TransformResult` of this layer's weight (before calibration; once).
+
+        ``weight`` becomes W'' and is re-quantized by this layer's own weight observer and
+        quantizer, so ``quant_weight``, ``weight_scaler`` and ``weight_zero`` are the RTN
+        codes and qparams of W''. With rtn that is also the weight the forward uses. With
+        awq/gptq the forward uses ``dequant_weight`` = ``result.quantized_weight``, the
+        algorithm's own dequantized weight: its values lie on per-group grids chosen by
+        `quantlib.transforms.WeightQuantizer` (same format and granularity; GPTQ's block
+        scales come from error-updated columns), so they are not ``dequantize(quant_weight)``
+        and the codes/qparams above do not describe them; the weight profiler compares them
+        with W''. ``load_state_dict`` rebuilds ``dequant_weight`` from the codes and so drops
+        the algorithm's weight, and the transform itself is not saved."""
+        install_transform(self, result)
 
     def calibration(self, x: torch.Tensor) -> torch.Tensor:
         """fp32 forward on one calibration batch [..., in]; updates the output observer (and
         the input observer with ``act_config``). Returns the fp32 output [..., out]."""
-        x = self._check_input(x, "calibration input")
+        x = self._transformed(self._check_input(x, "calibration input"))
         with torch.no_grad(), self._timed(self.output_profiler, "calibration_ms"):
             output = self.fwd_func(x, self.weight, self.bias, **self.fwd_kwargs)
             if self.input_observer is not None:
@@ -213,20 +258,21 @@ class QuantLinear(nn.Module):
         """fp32: the plain linear. quantized: [fake-quant input ->] dequantized weight ->
         linear -> output fake-quant, profiled against the true fp32 output."""
         if self._mode == "fp32":
-            return self.fwd_func(self._check_input(x, "input"), self.weight, self.bias,
-                                 **self.fwd_kwargs)
+            return self.fwd_func(self._transformed(self._check_input(x, "input")),
+                                 self.weight, self.bias, **self.fwd_kwargs)
         if not self.output_quantizer.is_ready:
             raise RuntimeError(f"{self.layer_name}: quantized forward before the output qparams "
                                "exist; run layer.calibration(x) on calibration data, then "
                                "layer.compute_output_quant_params()")
         x = self._check_input(x, "input")
         with torch.no_grad(), self._timed(self.output_profiler, "forward_ms"):
-            x_q = x if self.input_quantizer is None else self.input_quantizer(x)
+            x_t = self._transformed(x)
+            x_q = x_t if self.input_quantizer is None else self.input_quantizer(x_t)
             out_fp32 = self.fwd_func(x_q, self.dequant_weight, self.bias, **self.fwd_kwargs)
             output = self.output_quantizer(out_fp32)
         if self.enable_profiling:
             with torch.no_grad(), self._timed(self.output_profiler, "profile_ms"):
-                self._profile_forward(x, x_q, output)
+                self._profile_forward(x, x_t, x_q, output)
         return output
 
     def get_profiling_results(self) -> dict:
@@ -238,21 +284,29 @@ class QuantLinear(nn.Module):
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _profile_forward(self, x, x_q, output) -> None:
-        if self.output_profiler is not None:
-            fp32_output = self.fwd_func(x, self.weight, self.bias, **self.fwd_kwargs)
+    def _profile_forward(self, x, x_t, x_q, output) -> None:
+        if self.output_profiler is not None:  # the reference: the original layer, x W^T + b
+            weight = self.weight if self.original_weight is None else self.original_weight
+            fp32_output = self.fwd_func(x, weight, self.bias, **self.fwd_kwargs)
             if self.keep_fp32_output:
                 self.last_fp32_output = fp32_output
             _profile(self.output_profiler, self.output_quantizer, fp32_output, output)
             self.output_profiler.memory = memory_report(output, self.out_config,
                                                         self.output_quantizer)
         if self.input_profiler is not None:
-            _profile(self.input_profiler, self.input_quantizer, x, x_q)
-            self.input_profiler.memory = memory_report(x, self.act_config, self.input_quantizer)
+            _profile(self.input_profiler, self.input_quantizer, x_t, x_q)
+            self.input_profiler.memory = memory_report(x_t, self.act_config,
+                                                       self.input_quantizer)
 
     def _profilers(self) -> dict[str, QuantProfiler | None]:
         return {"weight": self.weight_profiler, "output": self.output_profiler,
                 "activation": self.input_profiler}
+
+    def _transformed(self, x: torch.Tensor) -> torch.Tensor:
+        """x'' (the installed transform's input transform), or x itself without one."""
+        if self.transform_result is None:
+            return x
+        return self.transform_result.transform_input(x).contiguous()
 
     def _check_input(self, x: torch.Tensor, what: str) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
@@ -332,49 +386,11 @@ def _profile(profiler: QuantProfiler, quantizer: Quantizer, reference: torch.Ten
 
 
 def test_quantlinear_profiling() -> list[str]:
-    """The seed's self-test; returns the failed checks (empty when all pass)."""
-    from quantlib.config_loader import load_config_from_yaml
+    """The seed's self-test (`quantlib.self_test`); returns the failed checks (empty when all
+    pass)."""
+    from quantlib.self_test import quantlinear_self_test
 
-    config_path = Path(__file__).resolve().parents[1] / "configs" / "attn_config.yaml"
-    configs = load_config_from_yaml(config_path)
-    gen = torch.Generator().manual_seed(0)
-    linear = nn.Linear(768, 768)
-    with torch.no_grad():
-        linear.weight.copy_(torch.randn(768, 768, generator=gen) / math.sqrt(768))
-    layer = QuantLinear(input_module=linear, out_config=configs["output"],
-                        weight_config=configs["weight"], layer_name="test_layer")
-    failures: list[str] = []
-
-    def check(ok: bool, what: str) -> None:
-        print(f"  [{'ok' if ok else 'FAIL'}] {what}")
-        if not ok:
-            failures.append(what)
-
-    bt = configs["weight"].bit_type
-    check(layer.quant_weight is not None and layer.quant_weight.dtype == torch.int32,
-          "weight is quantized at construction")
-    check(bool(layer.quant_weight.min() >= bt.qmin and layer.quant_weight.max() <= bt.qmax),
-          f"weight codes lie in [{bt.qmin}, {bt.qmax}]")
-    weight_scale_before = layer.weight_scaler.clone()
-    for _ in range(8):
-        layer.calibration(torch.randn(64, 768, generator=gen))
-    check(torch.equal(layer.weight_scaler, weight_scale_before),
-          "calibration leaves the weight qparams alone")
-    check(layer.output_observer.num_observed == 8 * 64, "calibration feeds the output observer")
-    (w_scale, _), (o_scale, _) = layer.compute_output_quant_params()
-    check(o_scale is not None and o_scale.shape == (768,), "output qparams are per channel [768]")
-    layer.mode = "quantized"
-    layer(torch.randn(64, 768, generator=gen))
-    res = layer.get_profiling_results()
-    check(set(res) == {"weight", "output"}, "profiling results split into weight and output")
-    w_qsnr = res["weight"]["statistics"]["qsnr"]
-    o_qsnr = res["output"]["statistics"]["qsnr"]
-    print(f"  Output QSNR: {o_qsnr:.2f} dB")
-    print(f"  Weight QSNR: {w_qsnr:.2f} dB")
-    check(w_qsnr > 35.0, "8-bit weight QSNR above 35 dB")
-    check(o_qsnr > 25.0, "8-bit output QSNR above 25 dB")
-    check(math.isfinite(res["output"]["statistics"]["mse"]), "output MSE is finite")
-    return failures
+    return quantlinear_self_test(QuantLinear)
 
 
 if __name__ == "__main__":

@@ -212,7 +212,8 @@ def test_yaml_edit_moves_every_widget(app):
     widgets = {field: app.session_state[S.field_key("outputs", field)] for field in S.FIELD_PATHS}
     assert widgets == {"observer_type": "KLObserver", "bits": 6, "signed": True,
                        "quantization_method": "Affine", "calibration_mode": "layer_wise",
-                       "percentile_alpha": 0.99, "kl_bins": 512}
+                       "percentile_alpha": 0.99, "kl_bins": 512, "format": "int",
+                       "block_size": 32}
     assert app.selectbox(key="outputs.observer_type").value == "KLObserver"
     assert app.number_input(key="outputs.kl_bins").disabled is False
     assert app.number_input(key="outputs.percentile_alpha").disabled is True
@@ -508,7 +509,7 @@ def test_tensor_upload_quantizes_it_and_a_corrupt_file_keeps_the_app_working(_wa
 
 # --- compare view -----------------------------------------------------------------------------
 
-COMPARE_CHARTS = {"compare.chart.sweep", "compare.chart.channels",
+COMPARE_CHARTS = {"compare.chart.sweep", "compare.chart.channels", "compare.chart.pareto",
                   "compare.chart.weight_histogram", "compare.chart.weight_curve",
                   "compare.chart.output_histogram", "compare.chart.output_curve"}
 

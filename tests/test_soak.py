@@ -163,6 +163,12 @@ class Soak:
             if not self.left():
                 return
             self.step += ";"
+        if field in ("bits", "signed") and self.state[S.field_key(section, "format")] != "int":
+            # A float format derives bits and signed (widgets disabled): back to integers first.
+            self.set_widget(section, "format", "int")
+            if not self.left():
+                return
+            self.step += ";"
         self.set_widget(section, field)
 
     def set_widget(self, section: str, field: str, value=None) -> None:
@@ -190,7 +196,7 @@ class Soak:
         after = self.text(section)
         assert self.at.text_area(key=S.text_key(section)).value == after, self.step
         config = S.parse_text(after, section)[0]
-        if config is not None:  # a valid text and its widgets agree (two-way sync)
+        if config is not None and field != "format":  # valid text and widgets agree
             assert S.field_values(config)[field] == pytest.approx(value), self.step
         elif moved and after == before:  # broken YAML: kept as typed, and the user is told
             # unless the text already said so (a widget shows the last valid value)
@@ -402,8 +408,10 @@ def test_two_hundred_random_edits_never_crash_and_stay_bounded(fresh_caches, tmp
         at.session_state[S.data_key(name)] = value
     at.run()
     check_page(at, "first run")
-    labels = [tab.label for tab in at.tabs]  # the main tabs, and the result views inside
-    assert [t for t in labels if t not in RESULT_VIEWS] == list(TABS)
+    labels = [tab.label for tab in at.tabs]  # main tabs, editor sections, result views
+    editors = [t for t in labels if " config (`" in t]
+    assert editors == ["Weight config (`weight:`)", "Output config (`outputs:`)"]
+    assert [t for t in labels if t not in RESULT_VIEWS and t not in editors] == list(TABS)
     assert [t for t in labels if t in RESULT_VIEWS] == list(RESULT_VIEWS)
     soak = Soak(at, rng, tmp_path / "pwned")
 

@@ -66,6 +66,7 @@ class ClipView:
     marks: tuple[ClipMark, ...]
     edges: torch.Tensor
     counts: torch.Tensor
+    skipped: tuple[str, ...] = ()  # block_wise configs: no single clip threshold
 
 
 def clip_view(values: torch.Tensor, runs: Mapping[str, TensorRun], axis: int,
@@ -84,7 +85,11 @@ def clip_view(values: torch.Tensor, runs: Mapping[str, TensorRun], axis: int,
     curves: list[Curve] = []
     groups: dict[tuple, int] = {}
     marks = []
+    skipped = []
     for name, run in runs.items():
+        if run.config.is_block_wise:  # each block's scale comes from its own amax
+            skipped.append(name)
+            continue
         bt, symmetric = run.config.bit_type, run.config.is_symmetric
         key = (bt.bits, bt.signed, symmetric)
         if key not in groups:
@@ -95,7 +100,7 @@ def clip_view(values: torch.Tensor, runs: Mapping[str, TensorRun], axis: int,
                                 data["rounding_mse"]))
         marks.append(_mark(name, run, x, values, axis, channel, groups[key]))
     counts, edges = _histogram(x)
-    return ClipView(scope, tuple(curves), tuple(marks), edges, counts)
+    return ClipView(scope, tuple(curves), tuple(marks), edges, counts, tuple(skipped))
 
 
 def _mark(name, run: TensorRun, x, values, axis, channel, curve) -> ClipMark:

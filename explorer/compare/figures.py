@@ -17,6 +17,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from explorer.compare.clip import ClipView
+from explorer.compare.formats import pareto_front
 from explorer.compare.runs import Sweep, ideal_qsnr
 from explorer.core.channel_figures import sorted_channel_curve
 from explorer.core.figures import INF_QSNR_MARGIN_DB
@@ -34,11 +35,17 @@ def config_colors(names) -> dict[str, str]:
 
 
 def make_sweep_figure(sweeps: Mapping[str, Sweep], chosen: Mapping[str, Mapping[str, int]],
-                      colors: Mapping[str, str]) -> go.Figure:
+                      colors: Mapping[str, str], per_element: bool = False) -> go.Figure:
     """QSNR against bits for each config, weight (left) and output (right), with the ideal
     uniform quantizer's line 20·log10(2^b − 1) (6.02 dB per bit) and a star at each config's
     own bit width (``chosen[name]['weight' | 'output']``). +inf QSNR (lossless) is drawn at a
-    cap above the finite values and said so in the hover."""
+    cap above the finite values and said so in the hover.
+
+    ``per_element``: the x-axis is bits per element, scales included (the sweep's
+    ``weight_bpe``/``output_bpe``), for configs whose formats differ; a float format is one
+    point, and the ideal line (a property of integer widths) is left out."""
+    if per_element:
+        return _sweep_per_element(sweeps, chosen, colors)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Weight QSNR", "Output QSNR"),
                         horizontal_spacing=0.08)
     all_bits = sorted({b for s in sweeps.values() for b in s.bits})
@@ -192,4 +199,80 @@ def make_clip_curve_figure(view: ClipView, colors: Mapping[str, str], title: str
                                                        "are clipped)",
                       yaxis_title="MSE (log scale)", legend={"orientation": "h", "y": -0.2})
     fig.update_yaxes(type="log")
+    return fig
+
+
+def _sweep_per_element(sweeps: Mapping[str, Sweep], chosen: Mapping[str, Mapping[str, int]],
+                       colors: Mapping[str, str]) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Weight QSNR", "Output QSNR"),
+                        horizontal_spacing=0.08)
+    finite = [q for s in sweeps.values() for q in (*s.weight_qsnr, *s.output_qsnr)
+              if math.isfinite(q)]
+    cap = (max(finite) if finite else 0.0) + INF_QSNR_MARGIN_DB
+    for col, tensor in ((1, "weight"), (2, "output")):
+        for name, sweep in sweeps.items():
+            raw = sweep.weight_qsnr if tensor == "weight" else sweep.output_qsnr
+            x = list(sweep.weight_bpe if tensor == "weight" else sweep.output_bpe)
+            if len(x) != len(raw):
+                continue
+            shown = [min(q, cap) for q in raw]
+            text = ["+inf (lossless)" if q == math.inf else f"{q:.2f} dB" for q in raw]
+            color = colors[name]
+            fig.add_trace(go.Scatter(
+                x=x, y=shown, mode="lines+markers", name=name, line={"color": color},
+                legendgroup=name, showlegend=col == 1,
+                customdata=np.stack([text, [str(b) for b in sweep.bits]], axis=-1),
+                hovertemplate=f"<b>{name}</b> {tensor}: %{{customdata[1]}}-bit elements, "
+                              "%{x:.3f} bits/element<br>QSNR %{customdata[0]}<extra></extra>"),
+                row=1, col=col)
+            bits = chosen.get(name, {}).get(tensor)
+            if bits in sweep.bits:
+                i = sweep.bits.index(bits)
+                fig.add_trace(go.Scatter(
+                    x=[x[i]], y=[shown[i]], mode="markers", name=f"{name} (its width)",
+                    marker={"symbol": "star", "size": 14, "color": color,
+                            "line": {"width": 1, "color": "black"}},
+                    legendgroup=name, showlegend=False,
+                    hovertemplate=f"<b>{name}</b>: its own {tensor} config, "
+                                  f"{x[i]:.3f} bits/element<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="bits per element (scales included)", row=1, col=col)
+        fig.update_yaxes(title_text="QSNR (dB)", row=1, col=col)
+    fig.update_layout(title="Bit-width sweep: QSNR vs bits per element (float formats: one "
+                            "point each; ★ = the config's own)",
+                      hovermode="closest", legend={"orientation": "h", "y": -0.2}, height=460)
+    return fig
+
+
+def make_pareto_figure(runs: Mapping, colors: Mapping[str, str]) -> go.Figure:
+    """QSNR against bits per element (scales included), one point per config, weight (left)
+    and output (right); the Pareto front (no other config has fewer bits and more QSNR) is
+    joined by a line. ``runs``: name -> `runs.ConfigRun`."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Weight", "Output"),
+                        horizontal_spacing=0.08)
+    for col, tensor in ((1, "weight"), (2, "output")):
+        points = {name: (run.tensors[tensor].bits_per_element, run.tensors[tensor].qsnr)
+                  for name, run in runs.items()}
+        finite = [q for _, q in points.values() if math.isfinite(q)]
+        cap = (max(finite) if finite else 0.0) + INF_QSNR_MARGIN_DB
+        front = pareto_front({n: (b, min(q, cap)) for n, (b, q) in points.items()})
+        if len(front) > 1:
+            fig.add_trace(go.Scatter(
+                x=[points[n][0] for n in front], y=[min(points[n][1], cap) for n in front],
+                mode="lines", name="Pareto front", line={"color": IDEAL_COLOR, "dash": "dot"},
+                legendgroup="front", showlegend=col == 1, hoverinfo="skip"), row=1, col=col)
+        for name, (bpe, q) in points.items():
+            fig.add_trace(go.Scatter(
+                x=[bpe], y=[min(q, cap)], mode="markers+text", name=name, text=[name],
+                textposition="top center", legendgroup=name, showlegend=col == 1,
+                marker={"size": 12, "color": colors[name],
+                        "symbol": "star" if name in front else "circle"},
+                hovertemplate=f"<b>{name}</b> {tensor}<br>%{{x:.3f}} bits/element<br>QSNR "
+                              + ("+inf (lossless)" if q == math.inf else f"{q:.2f} dB")
+                              + ("<br>on the Pareto front" if name in front else "")
+                              + "<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="bits per element (scales included)", row=1, col=col)
+        fig.update_yaxes(title_text="QSNR (dB)", row=1, col=col)
+    fig.update_layout(title="QSNR vs bits per element (★ = on the Pareto front: nothing "
+                            "cheaper is better)",
+                      hovermode="closest", legend={"orientation": "h", "y": -0.2}, height=420)
     return fig

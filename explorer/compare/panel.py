@@ -20,6 +20,7 @@ from explorer.compare import cache as compare_cache
 from explorer.compare import figures as CF
 from explorer.compare import runs as C
 from explorer.compare import state as CS
+from explorer.compare.formats import FORMAT_SET_HELP, FORMAT_SETS, needs_bits_per_element
 from explorer.compare.tables import (  # noqa: F401 - best_rows is part of this module's API
     HIGHER_IS_BETTER,
     best_rows,
@@ -61,6 +62,8 @@ LOST_COLUMNS = {
     for title, short in (("Weight", "W"), ("Output", "Out"))
     for what, label, text in (
         ("bits", "bits", "The config's own bit width."),
+        ("bits/element", "bits/elem", "Storage per value, scales included (MXFP4 4.25, "
+         "NVFP4 4.5, INT4 per 128 values 4.25)."),
         ("QSNR (dB)", "QSNR dB", "Measured QSNR at that width. Higher is better."),
         ("ideal (dB)", "ideal dB", "The ideal uniform quantizer there: 20·log10(2^b − 1)."),
         ("dB below ideal", "below ideal dB", "Ideal minus measured: what the data's shape "
@@ -116,6 +119,10 @@ def _render_buttons(state) -> None:
                  args=(state,), width="stretch",
                  help="Back to two configs: A = the Single layer tab's config, B = A with "
                       "other observers.")
+    for index, (column, name) in enumerate(zip(st.columns(len(FORMAT_SETS)), FORMAT_SETS)):
+        column.button(f"Formats: {name}", key=CS.compare_key(CS.COMPARE_FORMAT_SET, index),
+                      on_click=CS.on_compare_format_set, args=(state, name), width="stretch",
+                      help=FORMAT_SET_HELP[name])
     option.toggle("Sweep 16 bits too", key=CS.COMPARE_WIDE, on_change=CS.on_compare_option,
                   args=(state, CS.COMPARE_WIDE),
                   help="Adds 16 bits to the bit-width sweep (2-8 bits). Slower with OMSE/KL; "
@@ -217,6 +224,13 @@ def _render_results(state, runs: dict[str, C.ConfigRun], settings: DataSettings)
                "means. W = weight, Out = output.")
     _render_diff(runs)
 
+    st.subheader("QSNR vs bits per element")
+    st.plotly_chart(CF.make_pareto_figure(runs, colors), key="compare.chart.pareto",
+                    config=CHART_CONFIG, width="stretch")
+    st.caption("What each config costs in storage (element bits plus its scales, e.g. MXFP4 "
+               "4.25, NVFP4 4.5) against what it keeps. The starred configs are the Pareto "
+               "front: no other config is both cheaper and better.")
+
     st.subheader("Per-channel QSNR, channels sorted")
     st.caption("Each config's channels sorted from worst to best QSNR: the left end is its "
                "worst channels, a flat line means every channel fares alike.")
@@ -240,6 +254,10 @@ def _render_results(state, runs: dict[str, C.ConfigRun], settings: DataSettings)
             st.plotly_chart(CF.make_clip_curve_figure(view, colors, title),
                             key=f"compare.chart.{tensor}_curve", config=CHART_CONFIG,
                             width="stretch")
+        if view.skipped:
+            st.caption(f"{title}: not on the clip-threshold view: {', '.join(view.skipped)} "
+                       "(block_wise: each block's scale comes from its own amax, not from "
+                       "one clip threshold; see the Single layer tab's Block scales view).")
     st.caption("Curve: the MSE if values beyond ±t were clipped (clipping + rounding = "
                "total). Dot: each config's own t; hover it for its exact MSE.")
 
@@ -251,8 +269,15 @@ def _render_sweep(runs: dict[str, C.ConfigRun], sweeps: dict[str, C.Sweep]) -> N
     colors = CF.config_colors(runs)
     chosen = {name: {t: runs[name].tensors[t].config.bit_type.bits for t in C.TENSORS}
               for name in sweeps}
-    st.plotly_chart(CF.make_sweep_figure(sweeps, chosen, {n: colors[n] for n in sweeps}),
+    per_element = needs_bits_per_element([runs[name].configs for name in sweeps])
+    st.plotly_chart(CF.make_sweep_figure(sweeps, chosen, {n: colors[n] for n in sweeps},
+                                         per_element),
                     key="compare.chart.sweep", config=CHART_CONFIG, width="stretch")
+    if per_element:
+        st.caption("These configs differ in format or scale granularity, so the x-axis is "
+                   "bits per element including scales. Integer configs are swept over their "
+                   "element width (same scales); a float format (FP8, MX, NVFP4) has one "
+                   "fixed width and shows as a single point.")
     st.dataframe(lost_table(runs), key="compare.lost", width="stretch",
                  column_config=_column_config(LOST_COLUMNS))
     st.caption("Reference: the ideal uniform quantizer, 20·log10(2^b − 1) dB (a signal spread "

@@ -35,6 +35,7 @@ from explorer.core.yaml_edit import join_document, set_field, split_document
 from quantlib.analysis import sweep_bit_widths
 from quantlib.config_loader import ConfigError, dump_config_to_yaml, load_config_from_string
 from quantlib.observers.base import BaseObserver
+from quantlib.profiler import qsnr_db
 from quantlib.quant_config import QuantConfig
 from quantlib.quant_linear import QuantLinear
 
@@ -188,6 +189,7 @@ class TensorRun:
     clip_hi: torch.Tensor
     range_lo: torch.Tensor
     range_hi: torch.Tensor
+    bits_per_element: float = math.nan  # element bits + scale bits, per element
 
     @property
     def threshold(self) -> torch.Tensor:
@@ -199,11 +201,15 @@ class TensorRun:
 @dataclass(frozen=True)
 class Sweep:
     """QSNR (dB) at each bit width, weight and output both at ``bits[i]`` (signedness kept,
-    input activation at its configured width), on the held-out batch."""
+    input activation at its configured width), on the held-out batch; ``weight_bpe`` /
+    ``output_bpe`` are the bits per element there, scales included. A float format has a
+    fixed width: its sweep is the one point of its own config."""
 
     bits: tuple[int, ...]
     weight_qsnr: tuple[float, ...]
     output_qsnr: tuple[float, ...]
+    weight_bpe: tuple[float, ...] = ()
+    output_bpe: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,9 +226,10 @@ class ConfigRun:
 
 
 def profiled(configs: Configs) -> dict:
-    """``configs`` with the profiler on, so every metric exists (the metrics do not change)."""
-    return {key: None if cfg is None else dataclasses.replace(cfg, enable_profiler=True)
-            for key, cfg in configs.items()}
+    """``configs`` with the profiler on, so every metric exists (the metrics do not change);
+    entries that are not a `QuantConfig` (a ``transform`` section) are kept as they are."""
+    return {key: dataclasses.replace(cfg, enable_profiler=True)
+            if isinstance(cfg, QuantConfig) else cfg for key, cfg in configs.items()}
 
 
 def run_config(configs: Configs, data: SampleData, bits: Sequence[int] = SWEEP_BITS,
@@ -262,7 +269,9 @@ def calibrate_config(configs: Configs, data: SampleData,
             per_channel_qsnr=stats["per_channel_qsnr"].clone(),
             scale=quantizer.scale.clone(), zero_point=quantizer.zero_point.clone(),
             clip_lo=quantizer.clip_range()[0].clone(), clip_hi=quantizer.clip_range()[1].clone(),
-            range_lo=range_lo.clone(), range_hi=range_hi.clone())
+            range_lo=range_lo.clone(), range_hi=range_hi.clone(),
+            bits_per_element=float(results[name].get("memory", {}).get("bits_per_element",
+                                                                         math.nan)))
     times = {name: results[name]["time"] for name in TENSORS}
     return layer, ConfigRun(
         configs=dict(configs), tensors=tensors,
@@ -290,8 +299,34 @@ def sweep_layer(layer: QuantLinear, eval_x: torch.Tensor, bits: Sequence[int] = 
     """Weight and output QSNR of a calibrated `QuantLinear` at each width in ``bits``
     (`quantlib.analysis.sweep_bit_widths`: no recalibration; equals building the layer at b
     bits and running ``eval_x`` through it)."""
+    memory = {name: layer.get_profiling_results().get(name, {}).get("memory", {})
+              for name in TENSORS}
+    own = {"weight": layer.weight_config, "output": layer.out_config}
+    bpe = {name: float(memory[name].get("bits_per_element", math.nan)) for name in TENSORS}
+    if any(config.bit_type.is_float for config in own.values()):
+        # A float format has one element width: its own config is the sweep's one point.
+        qsnr = own_qsnr(layer, eval_x)
+        return Sweep((own["weight"].bit_type.bits,), (qsnr["weight"],), (qsnr["output"],),
+                     (bpe["weight"],), (bpe["output"],))
     sweep = sweep_bit_widths(layer, eval_x, bits, progress)
-    return Sweep(tuple(sweep["bits"]), tuple(sweep["weight_qsnr"]), tuple(sweep["output_qsnr"]))
+    # The scale overhead (scale bits per element) does not depend on the element width.
+    over = {name: bpe[name] - own[name].bit_type.bits for name in TENSORS}
+    return Sweep(tuple(sweep["bits"]), tuple(sweep["weight_qsnr"]), tuple(sweep["output_qsnr"]),
+                 tuple(b + over["weight"] for b in sweep["bits"]),
+                 tuple(b + over["output"] for b in sweep["bits"]))
+
+
+def own_qsnr(layer: QuantLinear, eval_x: torch.Tensor) -> dict[str, float]:
+    """Weight and output QSNR (dB) of a calibrated layer at its own configs on ``eval_x``."""
+    with torch.no_grad():
+        x = eval_x.float()
+        reference = F.linear(x, layer.weight, layer.bias)
+        x_q = x if layer.input_quantizer is None else layer.input_quantizer(x)
+        y = layer.output_quantizer(F.linear(x_q, layer.dequant_weight, layer.bias))
+    return {"weight": qsnr_db(float(layer.weight.double().pow(2).sum()),
+                              float((layer.dequant_weight - layer.weight).double().pow(2).sum())),
+            "output": qsnr_db(float(reference.double().pow(2).sum()),
+                              float((y - reference).double().pow(2).sum()))}
 
 
 def ideal_qsnr(bits: int) -> float:
@@ -301,8 +336,10 @@ def ideal_qsnr(bits: int) -> float:
 
 
 def db_lost(run: ConfigRun) -> dict[str, float]:
-    """dB below the ideal line at the config's own bit width, per tensor (its measured QSNR)."""
-    return {name: ideal_qsnr(t.config.bit_type.bits) - t.qsnr for name, t in run.tensors.items()}
+    """dB below the ideal line at the config's own bit width, per tensor (its measured QSNR);
+    NaN for a float format (the ideal line describes a uniform integer grid)."""
+    return {name: math.nan if t.config.bit_type.is_float
+            else ideal_qsnr(t.config.bit_type.bits) - t.qsnr for name, t in run.tensors.items()}
 
 
 def calibration_outputs(data: SampleData) -> torch.Tensor:

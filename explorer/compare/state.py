@@ -9,6 +9,7 @@ closed). The first visit seeds A = the current config and B = A with other obser
 
 from __future__ import annotations
 
+from explorer.compare.formats import FORMAT_SETS
 from explorer.compare.runs import ab_pair, classic_set
 from explorer.core.state import State, enabled_sections, store_key
 from explorer.core.yaml_edit import join_document
@@ -18,6 +19,7 @@ COMPARE_ENTRIES = "compare.entries"    # plain: ((name, text), ...), 2 to 4 entr
 COMPARE_OPTIONS = "compare.options"    # plain: {option widget key: value} (kept values)
 COMPARE_NOTICE = "compare.notice"      # plain: (level, message) from a compare button
 COMPARE_CLASSIC = "compare.classic"    # button: MinMax / Percentile / OMSE / KL copies
+COMPARE_FORMAT_SET = "compare.format_set"  # button prefix: `compare.format_set.<i>`
 COMPARE_ADD = "compare.add"            # button: add a copy of the current config
 COMPARE_RESET = "compare.reset"        # button: back to A (current config) and B (A with
                                        # other observers)
@@ -122,3 +124,11 @@ def on_compare_reset(state: State) -> None:
     entries, note = ab_pair(current_document(state))
     set_compare_entries(state, entries)
     state[COMPARE_NOTICE] = ("info", note)
+
+
+def on_compare_format_set(state: State, name: str) -> None:
+    """Load the number-format set ``name`` (`formats.FORMAT_SETS`): fixed documents, the same
+    layer and data as every comparison."""
+    set_compare_entries(state, FORMAT_SETS[name])
+    names = ", ".join(entry for entry, _ in FORMAT_SETS[name])
+    state[COMPARE_NOTICE] = ("success", f"Loaded the {name} set: {names}.")

@@ -45,8 +45,9 @@ def best_rows(table: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def lost_table(runs: dict[str, C.ConfigRun]) -> pd.DataFrame:
-    """Each config at its own widths: bits, QSNR, the ideal line there and the dB lost (a
-    loss that rounds to 0.00 shows as 0.00, never -0.00)."""
+    """Each config at its own widths: bits, bits per element (scales included), QSNR, the
+    ideal line there and the dB lost (a loss that rounds to 0.00 shows as 0.00, never -0.00;
+    "n/a" for float formats, whose grid is not uniform)."""
     rows = []
     for run in runs.values():
         lost = C.db_lost(run)
@@ -56,8 +57,10 @@ def lost_table(runs: dict[str, C.ConfigRun]) -> pd.DataFrame:
             title = TENSOR_TITLES[tensor]
             bits = t.config.bit_type.bits
             row[f"{title} bits"] = bits
+            row[f"{title} bits/element"] = f"{t.bits_per_element:.3f}"
             row[f"{title} QSNR (dB)"] = format_db(t.qsnr)
-            row[f"{title} ideal (dB)"] = f"{C.ideal_qsnr(bits):.2f}"
+            row[f"{title} ideal (dB)"] = ("n/a" if t.config.bit_type.is_float
+                                          else f"{C.ideal_qsnr(bits):.2f}")
             row[f"{title} dB below ideal"] = format_db(lost[tensor])
         rows.append(row)
     return pd.DataFrame(rows, index=pd.Index(list(runs), name="config"))

@@ -1,4 +1,5 @@
-"""Block aggregation of 2-D error maps (pure torch): the server sends at most 256 x 256 cells."""
+"""Block aggregation of 2-D maps (pure torch): the server sends at most 256 x 256 cells; and
+the per-channel view of block-wise clip ranges (`channel_clip_range`)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,22 @@ def block_reduce(
 def _block_sizes(length: int, block: int, num_blocks: int) -> torch.Tensor:
     """Number of real elements in each of ``num_blocks`` blocks covering ``length`` [num_blocks]."""
     return (length - torch.arange(num_blocks) * block).clamp(max=block)
+
+
+def channel_clip_range(quantizer, rows_are_channels: bool,
+                       channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The representable range per channel, (lo [C], hi [C]): a per-tensor range expanded, a
+    per-channel one as is, and block ranges reduced to the widest of each channel's blocks
+    (the weight: its row's blocks [out, in/N]; outputs/inputs: the blocks holding the channel
+    over every sample, [..., D/N])."""
+    lo, hi = (t.detach().float() for t in quantizer.clip_range())
+    if lo.numel() == 1:
+        return lo.reshape(-1).expand(channels).clone(), hi.reshape(-1).expand(channels).clone()
+    if quantizer.block_size is None:
+        return lo.reshape(-1).clone(), hi.reshape(-1).clone()
+    if rows_are_channels:
+        return lo.amin(-1).reshape(-1), hi.amax(-1).reshape(-1)
+    block = quantizer.block_size
+    lo, hi = lo.reshape(-1, lo.shape[-1]).amin(0), hi.reshape(-1, hi.shape[-1]).amax(0)
+    return (lo.repeat_interleave(block)[:channels].clone(),
+            hi.repeat_interleave(block)[:channels].clone())

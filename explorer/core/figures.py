@@ -199,6 +199,39 @@ def make_block_heatmap(
     return fig
 
 
+def make_scale_heatmap(
+    reduced: torch.Tensor,
+    row_block: int,
+    col_block: int,
+    shape: tuple[int, int],
+    title: str,
+    row_label: str,
+    col_label: str,
+) -> go.Figure:
+    """Heatmap of per-block scales [R, B] (already mean-aggregated to at most 256 x 256 cells,
+    see `block_reduce`), coloured by log2(scale): a power-of-two (E8M0) scale is one colour
+    step per exponent, and an outlier block stands out as a bright cell. The hover shows the
+    scale itself."""
+    z = as_numpy(reduced, np.float64)
+    log2 = np.where(z > 0, np.log2(np.where(z > 0, z, 1.0)), np.nan)
+    aggregated = row_block > 1 or col_block > 1
+    value_label = f"mean scale per {row_block}×{col_block} cells" if aggregated else "scale"
+    if aggregated:
+        where = f"{row_label} %{{y}}…+{row_block - 1}<br>{col_label} %{{x}}…+{col_block - 1}"
+    else:
+        where = f"{row_label} %{{y}}<br>{col_label} %{{x}}"
+    fig = go.Figure(go.Heatmap(
+        z=log2, x=np.arange(z.shape[1]) * col_block, y=np.arange(z.shape[0]) * row_block,
+        customdata=z, colorscale="Viridis",
+        colorbar={"title": {"text": "log2(scale)", "side": "right"}},
+        hovertemplate=(f"{where}<br>{value_label}: %{{customdata:.4g}}"
+                       "<br>log2: %{z:.2f}<extra></extra>")))
+    fig.update_layout(title=f"{title} ({shape[0]}×{shape[1]} scales)", xaxis_title=col_label,
+                      yaxis_title=row_label, height=COMPACT_HEIGHT, margin=COMPACT_MARGIN)
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
 def make_timing_figure(time_ms: Mapping[str, Mapping[str, float]]) -> go.Figure:
     """Horizontal stacked bars of time per stage (ms), one bar per tensor: tensor -> stage -> ms."""
     tensors = list(time_ms)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from explorer.core.transform_step import install_model_transform
 from quantlib.profiler import qsnr_db
 from quantlib.quant_config import QuantConfig
 from quantlib.quant_linear import QuantLinear
@@ -177,6 +178,8 @@ def quantize_model(model: nn.Module, configs: dict[str, QuantConfig | None],
 
     - ``configs``: ``{'weight', 'output', 'activation' (optional)}`` QuantConfigs, as from
       ``load_config_from_yaml``; profiling is switched on in copies (the table needs it).
+      A ``'transform'`` (TransformConfig) is applied to every quantized Linear with its own
+      calibration inputs (`explorer.core.transform_step.install_model_transform`).
     - ``calib_x`` [rows, ...]: model inputs for calibration, fed in ``batch_size`` batches.
     - ``eval_x`` [rows, ...] / ``eval_y`` [rows]: labelled model inputs for accuracy and QSNR.
     - ``layers``: names of the Linears to quantize (default: all, see `linear_layer_names`).
@@ -186,6 +189,10 @@ def quantize_model(model: nn.Module, configs: dict[str, QuantConfig | None],
     _check_data(calib_x, eval_x, eval_y, batch_size)
     qmodel, qlayers = swap_quant_linears(model, configs, layers)
     calib_batches = _batches(calib_x, batch_size)
+    if configs.get("transform") is not None:  # each Linear with its own fp32 inputs
+        with _eval_mode(model):
+            install_model_transform(model, qlayers, configs["transform"],
+                                    lambda m: [m(batch) for batch in calib_batches])
     eval_starts = range(0, eval_x.shape[0], batch_size)
     steps = len(calib_batches) + len(eval_starts)
 

@@ -24,15 +24,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explorer.core.blocks import MAX_HEATMAP_SIDE, block_reduce
+from explorer.core.blocks import MAX_HEATMAP_SIDE, block_reduce, channel_clip_range
 from explorer.core.cache import BoundedLRU
 from explorer.core.channel_figures import make_per_channel_figure
 from explorer.core.figures import (
     make_block_heatmap,
     make_histogram_figure,
     make_memory_figure,
+    make_scale_heatmap,
     make_timing_figure,
 )
+from explorer.core.transform_step import install_layer_transform
 from quantlib.quant_config import QuantConfig
 from quantlib.quant_linear import QuantLinear
 
@@ -144,9 +146,13 @@ class TensorResult:
 
     ``scale``/``zero_point`` are [C] (channel_wise) or [1]; ``clip_lo``/``clip_hi`` are the
     representable range expanded to [C] channels (out for weight/output, in for activation).
+    For block_wise the clip range of a channel is the widest over its blocks.
     ``statistics``/``histogram`` are the profiler's (None when ``enable_profiler`` is false);
-    ``levels`` [2**bits] is the dequantized grid of channel ``level_channel`` (the widest), kept
-    only for <= 6 bits.
+    ``levels`` [num_levels] is the dequantized grid of scale ``level_channel`` (the widest
+    channel or block; ``Quantizer.levels``: element_levels x that scale), kept for integers of
+    <= 6 bits and for every float format (its non-uniform grid). ``block_scales`` (block_wise
+    only) is the effective scale of each block ([out, in/N] for the weight, [samples, D/N]
+    for outputs and inputs), mean-aggregated to at most 256 x 256 cells.
     """
 
     name: str
@@ -162,6 +168,7 @@ class TensorResult:
     level_channel: int | None
     time_ms: dict[str, float]
     memory: dict[str, float]
+    block_scales: ErrorMap | None = None
 
 
 @dataclass(frozen=True)
@@ -251,8 +258,13 @@ def build_layer(configs: Mapping[str, QuantConfig | None], data: SampleData,
                 f"{weight_config.calibration_mode})")
     layer = QuantLinear(linear, out_config=configs["output"], weight_config=weight_config,
                         layer_name=LAYER_NAME, act_config=configs.get("activation"))
+    transform = configs.get("transform")  # the YAML's transform: section (issue 17)
+    if transform is not None:  # SmoothQuant / rotation / AWQ / GPTQ, before calibrating
+        install_layer_transform(layer, transform, data.calibration,
+                                lambda f, text: report(0.0, text))
     calibration_key = config_key({"output": configs["output"],
-                                  "activation": configs.get("activation")})
+                                  "activation": configs.get("activation"),
+                                  "transform": transform})
     snapshot = data.calibrations.get(calibration_key)
     if snapshot is not None:  # same output/activation configs on this data: reuse
         snapshot.install(layer)
@@ -328,6 +340,12 @@ def _figure_builders(result: PipelineResult) -> dict[str, Callable[[], go.Figure
                 make_block_heatmap, error.blocks, error.row_block, error.col_block, error.shape,
                 f"{title} quantization error", error.row_label, error.col_label,
                 log_color=log_color)
+        scales = tensor.block_scales
+        if scales is not None:
+            builders[f"{name}_scales"] = functools.partial(
+                make_scale_heatmap, scales.blocks, scales.row_block, scales.col_block,
+                scales.shape, f"{title} block scales ({tensor.config.block_size} values each)",
+                scales.row_label, scales.col_label)
         qsnr = None if tensor.statistics is None else tensor.statistics["per_channel_qsnr"]
         if qsnr is not None and qsnr.numel() == tensor.clip_lo.numel():
             for suffix, order in (("_channels", "index"), ("_channels_sorted", "qsnr")):
@@ -345,21 +363,28 @@ def _figure_builders(result: PipelineResult) -> dict[str, Callable[[], go.Figure
 
 def config_key(configs: Mapping[str, QuantConfig | None]) -> tuple:
     """A hashable key for a set of configs: their field values (a validated config holds no
-    NaN, so equal values mean equal keys)."""
-    return tuple((name, None if configs.get(name) is None else dataclasses.astuple(configs[name]))
-                 for name in TENSORS)
+    NaN, so equal values mean equal keys); a ``transform`` adds its values."""
+    key = tuple((name, None if configs.get(name) is None else dataclasses.astuple(configs[name]))
+                for name in TENSORS)
+    transform = configs.get("transform")
+    return key if transform is None else (*key, ("transform", dataclasses.astuple(transform)))
 
 
 def _tensor_result(name, config, quantizer, profile, error, labels, channels) -> TensorResult:
     scale, zero_point = quantizer.scale.clone(), quantizer.zero_point.clone()
-    clip_lo, clip_hi = (t.reshape(-1).expand(channels).clone() if t.numel() == 1
-                        else t.reshape(-1).clone() for t in quantizer.clip_range())
+    clip_lo, clip_hi = channel_clip_range(quantizer, name == "weight", channels)
     levels = level_channel = None
-    if config.bit_type.bits <= LEVEL_GRID_MAX_BITS:
-        level_channel = int(scale.argmax())
+    if config.bit_type.is_float or config.bit_type.bits <= LEVEL_GRID_MAX_BITS:
+        level_channel = int(quantizer.effective_scale().reshape(-1).argmax())
         levels = quantizer.levels(level_channel)
     blocks, row_block, col_block = block_reduce(_as_2d(error), MAX_HEATMAP_SIDE, "mean")
     error_map = ErrorMap(blocks, row_block, col_block, tuple(_as_2d(error).shape), *labels)
+    block_scales = None
+    if quantizer.block_size is not None:
+        unit = _as_2d(quantizer.effective_scale().detach().float())
+        cells, rows_per, cols_per = block_reduce(unit, MAX_HEATMAP_SIDE, "mean")
+        block_scales = ErrorMap(cells, rows_per, cols_per, tuple(unit.shape), labels[0],
+                                f"{labels[1]} block")
     profile = profile or {}
     return TensorResult(
         name=name, config=config, scale=scale, zero_point=zero_point,
@@ -367,7 +392,9 @@ def _tensor_result(name, config, quantizer, profile, error, labels, channels) ->
         statistics=profile.get("statistics"), histogram=profile.get("histogram"),
         error_map=error_map, levels=levels, level_channel=level_channel,
         time_ms=dict(profile.get("time", {})), memory=dict(profile.get("memory", {})),
+        block_scales=block_scales,
     )
+
 
 
 def _stage_label(stage: str) -> str:

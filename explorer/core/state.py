@@ -18,15 +18,25 @@ Sync rules:
 from __future__ import annotations
 
 import re
+import textwrap
 import warnings
 from collections.abc import MutableMapping
 from dataclasses import fields
 from pathlib import Path
 
+import yaml
+
+from explorer.core.format_fields import (  # noqa: F401 - FORMAT_CHOICES: the widget's options
+    FORMAT_CHOICES,
+    INT_FORMAT,
+    default_block_size,
+    format_edits,
+)
 from explorer.core.pipeline import DataSettings
 from explorer.core.yaml_edit import get_field, join_document, set_field, split_document
 from quantlib.config_loader import (
     MAX_CONFIG_BYTES,
+    TRANSFORM,
     ConfigError,
     load_config_from_string,
     parse_section,
@@ -63,6 +73,8 @@ FIELD_PATHS = {
     "calibration_mode": ("calibration_mode",),
     "percentile_alpha": ("percentile_alpha",),
     "kl_bins": ("kl_bins",),
+    "format": ("bit_type", "name"),
+    "block_size": ("block_size",),
 }
 _DEFAULT_NAME = re.compile(r"^u?int\d+$")
 
@@ -83,6 +95,10 @@ ACT_ENABLED = "activation_enabled"
 DATA_FIELDS = tuple(f.name for f in fields(DataSettings))
 
 TABS = "main_tabs"  # st.tabs: the open tab's label (lazy tabs)
+# The document's optional transform: section (editor: explorer.transform): its body text in
+# store_key(TRANSFORM), kept while off; in the document (and the configs) only when enabled.
+TRANSFORM_ENABLED = "transform_enabled"
+DEFAULT_TRANSFORM_YAML = "smoothquant: {alpha: 0.5}\nrotation: none\nweight_algorithm: rtn\n"
 
 
 def set_data_settings(state: State, settings: DataSettings) -> None:
@@ -146,9 +162,11 @@ def data_key(field: str) -> str:
 
 
 def preset_names() -> list[str]:
-    """The preset file names in ``configs/``, the default first."""
+    """The preset file names in ``configs/``, the default first, then the number-format
+    presets of ``configs/formats/`` as ``formats/<name>.yaml``."""
     names = sorted(p.name for p in PRESET_DIR.glob("*.yaml"))
-    return sorted(names, key=lambda name: name != DEFAULT_PRESET)
+    formats = sorted(f"formats/{p.name}" for p in (PRESET_DIR / "formats").glob("*.yaml"))
+    return sorted(names, key=lambda name: name != DEFAULT_PRESET) + formats
 
 
 def init_state(state: State) -> None:
@@ -166,6 +184,8 @@ def init_state(state: State) -> None:
         state.setdefault(notice_key(section), None)
     state.setdefault(ACT_ENABLED, False)
     state.setdefault(PRESET, DEFAULT_PRESET)
+    state.setdefault(TRANSFORM_ENABLED, False)
+    state.setdefault(store_key(TRANSFORM), DEFAULT_TRANSFORM_YAML)
 
 
 def enabled_sections(state: State) -> tuple[str, ...]:
@@ -209,13 +229,20 @@ def field_values(config: QuantConfig) -> dict[str, object]:
         "calibration_mode": config.calibration_mode,
         "percentile_alpha": config.percentile_alpha,
         "kl_bins": config.kl_bins,
+        "format": config.bit_type.name if config.bit_type.is_float else INT_FORMAT,
+        "block_size": config.block_size or default_block_size(config.bit_type.name),
     }
+
 
 
 def document_text(state: State) -> str:
     """The current YAML document (all enabled sections), as the download button offers it."""
     bodies = {section: state[store_key(section)] for section in enabled_sections(state)}
-    return join_document(bodies, header="# Exported from the quantization explorer")
+    text = join_document(bodies, header="# Exported from the quantization explorer")
+    if state.get(TRANSFORM_ENABLED) and state.get(store_key(TRANSFORM)):
+        body = state[store_key(TRANSFORM)].rstrip("\n")
+        text = text.rstrip("\n") + f"\n{TRANSFORM}:\n{textwrap.indent(body, '  ')}\n"
+    return text
 
 
 # --- callbacks ----------------------------------------------------------------------------
@@ -277,11 +304,29 @@ def sync_default_name(text: str) -> tuple[str, str | None]:
 
 
 def on_field_change(state: State, section: str, field: str) -> None:
-    """A field widget changed: rewrite that field in the section's YAML text."""
+    """A field widget changed: rewrite that field in the section's YAML text.
+
+    Format and Granularity also rewrite what they imply (`format_edits`), say so under the
+    editor, and move the other widgets to the result."""
     text = state[store_key(section)]
     value = state[field_key(section, field)]
     if field == "percentile_alpha":
         value = round(float(value), 8)
+    if field in ("format", "calibration_mode"):
+        bits, signed = state[field_key(section, "bits")], state[field_key(section, "signed")]
+        new_text, adjusted = format_edits(text, field, value, bits, signed)
+        if new_text is not None:
+            state[store_key(section)] = new_text
+            state[text_key(section)] = new_text
+            if adjusted:
+                state[notice_key(section)] = adjusted
+            config = parse_text(new_text, section)[0]
+            if config is not None:
+                _set_fields(state, section, config)
+            return
+        state[notice_key(section)] = (f"Could not apply {field} = {value!r} to the "
+                                      f"{section} YAML; fix the YAML error first.")
+        return
     new_text = set_field(text, FIELD_PATHS[field], value)
     if new_text is not None and field in ("bits", "signed"):
         name = get_field(new_text, ("bit_type", "name"))
@@ -351,6 +396,10 @@ def apply_document(state: State, text: str) -> str | None:
         state[text_key(section)] = body
         _set_fields(state, section, config)
     state[ACT_ENABLED] = configs["activation"] is not None
+    state[TRANSFORM_ENABLED] = configs[TRANSFORM] is not None
+    if configs[TRANSFORM] is not None:
+        state[store_key(TRANSFORM)] = bodies.get(TRANSFORM) or yaml.safe_dump(
+            configs[TRANSFORM].to_dict(), sort_keys=False)
     return None
 
 

@@ -3,6 +3,8 @@
 - `set_field(text, path, value)`: rewrite one field's value in a section body (``("bit_type",
   "bits")``), in block or flow style; append the field when it is absent.
 - `get_field(text, path)`: the field's current scalar text, or None.
+- `delete_field(text, path)`: remove one field's entry (``bit_type.bits`` when a float format
+  derives it), every other line kept.
 - `split_document(text)`: a whole config document -> one body text per section (comments kept).
 - `join_document(bodies)`: section bodies -> one document the loader reads.
 
@@ -103,6 +105,39 @@ def set_field(text: str, path: tuple[str, ...], value: object) -> str | None:
             return _replace_node(text, value_node, new_value)
         node = value_node
     return None  # pragma: no cover - the loop always returns
+
+
+def delete_field(text: str, path: tuple[str, ...]) -> str | None:
+    """Return ``text`` without the field at ``path`` (its whole entry: block lines or a flow
+    ``key: value`` item), every other line kept; ``text`` unchanged when the field is absent;
+    None when the text is not valid YAML."""
+    root = _compose(text)
+    if root is None and text.strip():
+        return None
+    node = root
+    for depth, key in enumerate(path):
+        if not isinstance(node, yaml.MappingNode):
+            return text
+        pair = _find(node, key)
+        if pair is None:
+            return text
+        if depth < len(path) - 1:
+            node = pair[1]
+            continue
+        index = node.value.index(pair)
+        if node.flow_style:
+            items = node.value
+            if index + 1 < len(items):
+                start, end = pair[0].start_mark.index, items[index + 1][0].start_mark.index
+            elif index > 0:
+                start, end = items[index - 1][1].end_mark.index, pair[1].end_mark.index
+            else:
+                start, end = pair[0].start_mark.index, pair[1].end_mark.index
+            return text[:start] + text[end:]
+        start = text.rfind("\n", 0, pair[0].start_mark.index) + 1
+        end = _line_end_after(text, _last_content_end(text, pair[1]))
+        return text[:start] + text[end:]
+    return text
 
 
 def split_document(text: str) -> dict[str, str]:

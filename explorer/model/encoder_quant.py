@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from explorer.core.model_quant import calibrating, swap_quant_linears
+from explorer.core.transform_step import install_model_transform
 from explorer.data.corpus import CorpusSplit
 from explorer.data.hf_model import TextEncoder, TokenBatch, embed, encode_batches
 from quantlib.quant_config import QuantConfig
@@ -108,11 +109,16 @@ def run_encoder_whole_model(encoder: TextEncoder, data: EncoderEval,
                             ) -> EncoderSummary:
     """Quantize every Linear of ``encoder`` with ``configs`` and measure (module docstring)."""
     report = progress or (lambda fraction, text: None)
+    transform = configs.get("transform")
     configs = {"weight": configs["weight"], "output": configs["output"],
                "activation": configs.get("activation")}
     share = 0.3 if sensitivity else 1.0
     start = time.perf_counter()
     qmodel, qlayers = swap_quant_linears(encoder.model, configs)
+    if transform is not None:  # every Linear with its own fp32 calibration inputs
+        install_model_transform(encoder.model, qlayers, transform, lambda model: [
+            model(**batch.inputs()) for batch in data.calibration],
+            lambda f, text: report(0.0, text))
     steps = len(data.calibration)
     with torch.no_grad(), calibrating(qlayers.values()):  # fp32 forward, observers update
         for i, batch in enumerate(data.calibration):

@@ -21,7 +21,7 @@ import yaml
 from explorer.core.pipeline import DataSettings
 from explorer.data import sources, synthetic
 from explorer.data.digits import LINEAR_NAMES
-from quantlib.config_loader import parse_section
+from quantlib.config_loader import MAX_CONFIG_BYTES, parse_section, parse_transform
 from quantlib.errors import ConfigError, show_value
 
 PARAM = "s"
@@ -54,6 +54,7 @@ class SharedState:
     activation_yaml: str | None
     settings: DataSettings
     activation_enabled: bool | None = None
+    transform_yaml: str | None = None  # the transform: section's body; None: no transform
 
     def __post_init__(self) -> None:
         if self.activation_enabled is None:
@@ -69,10 +70,14 @@ def encode_state(state: SharedState) -> dict[str, str]:
                                     state.activation_yaml)):
         if text is not None:
             _check_text(text, name, "the")
+    if state.transform_yaml is not None:
+        _check_transform(state.transform_yaml, "the")
     doc = {"v": VERSION, "weight": state.weight_yaml, "outputs": state.outputs_yaml,
            "activation": state.activation_yaml,
            "activation_enabled": state.activation_enabled,
            "data": dataclasses.asdict(state.settings)}
+    if state.transform_yaml is not None:  # absent otherwise: older links stay byte-identical
+        doc["transform"] = state.transform_yaml
     raw = yaml.safe_dump(doc, sort_keys=False).encode("utf-8")
     token = base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode("ascii").rstrip("=")
     if len(token) > MAX_PARAM_CHARS:
@@ -139,8 +144,22 @@ def _decode_document(doc: object) -> SharedState:
     if enabled is not None and not isinstance(enabled, bool):
         raise ShareError(f"the link's activation_enabled must be true or false, got "
                          f"{show_value(enabled, 40)}")
+    transform = doc.get("transform")
+    if transform is not None:
+        if not isinstance(transform, str):
+            raise ShareError("the link's 'transform' section must be YAML text")
+        _check_transform(transform, "the link's")
     return SharedState(texts["weight"], texts["outputs"], texts["activation"],
-                       _settings(doc.get("data")), enabled)
+                       _settings(doc.get("data")), enabled, transform)
+
+
+def _check_transform(text: str, whose: str) -> None:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
+        raise ShareError(f"{whose} transform section is over {MAX_CONFIG_BYTES:,} bytes")
+    try:
+        parse_transform(text)
+    except ConfigError as err:
+        raise ShareError(f"{whose} transform section is invalid: {err}") from None
 
 
 def _kind(value: object) -> str:

@@ -50,8 +50,9 @@ def shared_state_of(state: MutableMapping) -> SharedState:
     activation = state[S.store_key("activation")]
     if not enabled and S.parse_text(activation, "activation")[0] is None:
         activation = None
+    transform = state.get(S.store_key(S.TRANSFORM)) if state.get(S.TRANSFORM_ENABLED) else None
     return SharedState(state[S.store_key("weight")], state[S.store_key("outputs")], activation,
-                       S.data_settings(state), enabled)
+                       S.data_settings(state), enabled, transform)
 
 
 def apply_link(state: MutableMapping, params) -> tuple[str, str] | None:
@@ -71,6 +72,9 @@ def apply_link(state: MutableMapping, params) -> tuple[str, str] | None:
     S.load_sections(state, {"weight": shared.weight_yaml, "outputs": shared.outputs_yaml,
                             "activation": shared.activation_yaml},
                     shared.activation_enabled, shared.settings)
+    state[S.TRANSFORM_ENABLED] = shared.transform_yaml is not None
+    if shared.transform_yaml is not None:
+        state[S.store_key(S.TRANSFORM)] = shared.transform_yaml
     return "success", "Loaded the configuration and data settings from the link."
 
 

@@ -20,7 +20,7 @@ from explorer.data import state as DS
 from explorer.data import synthetic
 from explorer.single import metrics, results
 from explorer.single import state as SS
-from quantlib.quant_config import CALIBRATION_MODES, OBSERVER_TYPES, QUANTIZATION_METHODS
+from quantlib.quant_config import ALL_CALIBRATION_MODES, OBSERVER_TYPES, QUANTIZATION_METHODS
 
 logger = logging.getLogger("explorer")
 
@@ -37,7 +37,16 @@ FIELD_HELP = {
                            "asymmetric: the grid spans exactly [min, max], with a zero point.",
     "calibration_mode": "layer_wise: one scale for the whole tensor. channel_wise: one scale "
                         "per channel (weight rows, output or input features), which protects "
-                        "small channels from large ones.",
+                        "small channels from large ones. block_wise: one scale per block of "
+                        "block_size neighbouring values along the input dimension (MX and "
+                        "NVFP4 need it).",
+    "format": "How each value is stored. int: an integer grid (set Bits and Signed). fp8: "
+              "8-bit floats, finer near zero. mx*: OCP microscaling, a shared power-of-two "
+              "scale per 32 values. nvfp4: 4-bit floats with an fp8 scale per 16 values and "
+              "one fp32 scale for the tensor. Float formats fix Bits and Signed.",
+    "block_size": "block_wise only: how many neighbouring values share one scale. Smaller "
+                  "blocks follow local outliers better but store more scales (MX needs 32, "
+                  "NVFP4 16; integers any size that divides the row).",
     "percentile_alpha": "PercentileObserver only: the share of values kept inside the clip "
                         "range (0.9999 clips the 0.01 % most extreme values).",
     "kl_bins": "KLObserver only: histogram bins for the entropy search; more bins resolve the "
@@ -49,6 +58,8 @@ FIELD_LABELS = {
     "signed": "Signed",
     "quantization_method": "Method",
     "calibration_mode": "Granularity",
+    "format": "Format",
+    "block_size": "block_size",
     "percentile_alpha": "percentile_alpha",
     "kl_bins": "kl_bins",
 }
@@ -187,15 +198,22 @@ def _render_field_widgets(state, section: str) -> None:
         return {"key": S.field_key(section, field), "on_change": S.on_field_change,
                 "args": (state, section, field), "help": FIELD_HELP[field]}
 
-    observer, method, granularity = st.columns([2, 1.3, 1.5])
+    fmt, observer, method, granularity = st.columns([1.45, 2, 1.1, 1.4])
+    fmt.selectbox(FIELD_LABELS["format"], S.FORMAT_CHOICES, **common("format"))
     observer.selectbox(FIELD_LABELS["observer_type"], OBSERVER_TYPES, **common("observer_type"))
     method.selectbox(FIELD_LABELS["quantization_method"], QUANTIZATION_METHODS,
                      **common("quantization_method"))
-    granularity.selectbox(FIELD_LABELS["calibration_mode"], CALIBRATION_MODES,
+    granularity.selectbox(FIELD_LABELS["calibration_mode"], ALL_CALIBRATION_MODES,
                           **common("calibration_mode"))
-    bits, signed, alpha, bins = st.columns(4, vertical_alignment="bottom")
-    bits.number_input(FIELD_LABELS["bits"], min_value=2, max_value=16, step=1, **common("bits"))
-    signed.toggle(FIELD_LABELS["signed"], **common("signed"))
+    bits, signed, block, alpha, bins = st.columns([1, 0.9, 1, 1.2, 1],
+                                                  vertical_alignment="bottom")
+    is_float = state[S.field_key(section, "format")] != S.INT_FORMAT
+    bits.number_input(FIELD_LABELS["bits"], min_value=2, max_value=16, step=1,
+                      disabled=is_float, **common("bits"))
+    signed.toggle(FIELD_LABELS["signed"], disabled=is_float, **common("signed"))
+    block.number_input(FIELD_LABELS["block_size"], min_value=2, max_value=8192, step=1,
+                       disabled=state[S.field_key(section, "calibration_mode")] != "block_wise",
+                       **common("block_size"))
     chosen = state[S.field_key(section, "observer_type")]
     alpha.number_input(FIELD_LABELS["percentile_alpha"], min_value=0.500001, max_value=1.0,
                        step=0.0001, format="%.6f", disabled=chosen != "PercentileObserver",
@@ -264,10 +282,14 @@ def render_metric_cards(result: PipelineResult, state) -> None:
             st.caption(f"{TENSOR_TITLES[name]}: profiling is off (`enable_profiler: false`).")
 
 
-RESULT_VIEWS = ("Histograms", "Error maps", "Per channel", "Profiling")
+RESULT_VIEWS = ("Histograms", "Error maps", "Block scales", "Per channel", "Profiling")
 VIEW_HELP = {
     "Histograms": "fp32 values against their dequantized copies; the dashed lines are the "
-                  "clip range, grey lines the quantization grid (up to 6 bits).",
+                  "clip range, grey lines the quantization grid (integers up to 6 bits; "
+                  "float formats always: their steps widen away from zero).",
+    "Block scales": "block_wise: each block of block_size values has its own scale (MX: a "
+                    "power of two; NVFP4: an fp8 scale times the tensor's fp32 scale). "
+                    "Colour is log2(scale), so a block holding an outlier stands out.",
     "Error maps": "Mean |x − x̂| per block of the weight (output channel × input feature) "
                   "and of the output (evaluation sample × output channel).",
     "Per channel": "QSNR and clip range of each channel (`channel_wise` gives each its own "
@@ -282,6 +304,7 @@ def render_figures(result: PipelineResult, figures) -> None:
     keys = {
         "Histograms": [f"{n}_histogram" for n in names],
         "Error maps": [f"{n}_error" for n in names],
+        "Block scales": [f"{n}_scales" for n in names],
         "Per channel": [f"{n}_channels" for n in names],
         "Profiling": ["timing", "memory"],
     }
@@ -303,7 +326,10 @@ def render_figures(result: PipelineResult, figures) -> None:
                          "numbers are in the labels and the hover); off: index order."):
                 shown = [f"{k}_sorted" for k in shown]
             if not shown:
-                st.info("Nothing to show here: profiling is off for every tensor.")
+                st.info("No tensor is block_wise: set Granularity to block_wise (or pick an "
+                        "MX or NVFP4 format) to see one scale per block."
+                        if view == "Block scales"
+                        else "Nothing to show here: profiling is off for every tensor.")
             for column, key in zip(st.columns(max(len(shown), 1)), shown):
                 with column:
                     st.plotly_chart(figures[key], key=f"chart.{key}", config=CHART_CONFIG,
@@ -315,6 +341,14 @@ def render_figures(result: PipelineResult, figures) -> None:
 
 def _level_caption(result: PipelineResult, name: str) -> None:
     tensor = result.tensors[name]
-    if tensor.levels is not None and tensor.scale.numel() > 1:
-        st.caption(f"Grey lines: the quantization grid of channel {tensor.level_channel} "
-                   "(the widest); each channel has its own scale.")
+    if tensor.levels is None:
+        return
+    unit = "block" if tensor.config.is_block_wise else "channel"
+    what = (f"the {tensor.config.bit_type.name} grid" if tensor.config.bit_type.is_float
+            else "the quantization grid")
+    if tensor.scale.numel() > 1:
+        st.caption(f"Grey lines: {what} of {unit} {tensor.level_channel} (the widest); each "
+                   f"{unit} has its own scale.")
+    elif tensor.config.bit_type.is_float:
+        st.caption(f"Grey lines: {what} (element values × scale): non-uniform, finest "
+                   "near zero.")

@@ -34,8 +34,10 @@ from explorer.core.pipeline import (
 )
 from explorer.data.cache import Uploads, sample_data
 from explorer.single.results import cached_layer, result_key
+from explorer.teach.formats import block_trace
 from explorer.teach.lessons import OBSERVER_NOTES, formula_lines
 from quantlib import analysis as QA
+from quantlib.formats.grid import signed_grid
 from quantlib.quant_config import QuantConfig
 from quantlib.quant_linear import QuantLinear
 
@@ -63,6 +65,8 @@ class TensorView:
     range_min: torch.Tensor
     range_max: torch.Tensor
     codes: torch.Tensor
+    block_size: int | None = None  # block_wise: scale is [..., D/N] (weight [out, in/N])
+    tensor_scale: torch.Tensor | None = None  # NVFP4's fp32 per-tensor scale (0-d)
 
     @property
     def num_channels(self) -> int:
@@ -117,7 +121,8 @@ def _view(name, config, values, axis, quantizer, observer, codes=None) -> Tensor
     with torch.no_grad():
         codes = quantizer.quant(values) if codes is None else codes
     return TensorView(name, config, values.detach(), axis, quantizer.scale, quantizer.zero_point,
-                      range_min.reshape(-1), range_max.reshape(-1), codes)
+                      range_min.reshape(-1), range_max.reshape(-1), codes,
+                      quantizer.block_size, quantizer.tensor_scale)
 
 
 # --- explain ------------------------------------------------------------------------------
@@ -156,17 +161,28 @@ def follow_weight(analysis: LayerAnalysis, row: int, col: int) -> dict:
     rows, cols = view.values.shape
     if not (0 <= row < rows and 0 <= col < cols):
         raise IndexError(f"weight index [{row}, {col}] is outside the {rows}×{cols} weight")
-    channel = row if view.num_channels > 1 else 0
-    chain = QA.follow_value(float(view.values[row, col]), float(view.scale[channel]),
-                            int(view.zero_point[channel]), view.config.bit_type)
+    where = weight_scale_index(view, row, col)
+    scale, zero = float(view.scale[where]), int(view.zero_point[where])
+    tensor_scale = None if view.tensor_scale is None else float(view.tensor_scale)
+    chain = QA.follow_value(float(view.values[row, col]), scale, zero, view.config.bit_type,
+                            tensor_scale=tensor_scale)
+    chain.update(block_trace(view, row, col))
     layer_code = int(layer.quant_weight[row, col])
     layer_dequantized = float(layer.dequant_weight[row, col])
-    chain.update(row=row, col=col, channel=channel, scale=float(view.scale[channel]),
-                 zero_point=int(view.zero_point[channel]), layer_code=layer_code,
+    chain.update(row=row, col=col, channel=row if view.num_channels > 1 else 0, scale=scale,
+                 zero_point=zero, layer_code=layer_code,
                  layer_dequantized=layer_dequantized,
                  matches=chain["code"] == layer_code
                  and chain["dequantized"] == layer_dequantized)
     return chain
+
+
+def weight_scale_index(view: TensorView, row: int, col: int) -> tuple[int, ...]:
+    """Index into the weight's ``scale`` of the entry weight ``[row, col]`` uses: (row,
+    col // N) for blocks of N, (row,) per channel, (0,) per tensor."""
+    if view.block_size is not None:
+        return row, col // view.block_size
+    return (row,) if view.num_channels > 1 else (0,)
 
 
 def weight_error(analysis: LayerAnalysis) -> torch.Tensor:
@@ -210,12 +226,28 @@ def decompose(analysis: LayerAnalysis, tensor: str) -> dict:
     (the RMSE/scale of pure rounding, 1/√12)."""
     view = analysis.tensors[tensor]
     out = QA.error_decomposition(view.values, view.scale, view.zero_point,
-                                 view.config.bit_type, view.axis)
+                                 view.config.bit_type, view.axis, block_size=view.block_size,
+                                 tensor_scale=view.tensor_scale)
     theory = out["theoretical_rounding_mse"]
-    out.update(scale=view.scale.detach().reshape(-1).cpu(),
+    out.update(scale=channel_scale(view),
                rounding_vs_theory=out["rounding_mse"] / theory if theory > 0 else math.nan,
                rounding_only=ROUNDING_ONLY_RMSE_OVER_SCALE)
     return out
+
+
+def channel_scale(view: TensorView) -> torch.Tensor:
+    """The step per channel [C] (or [1]): the scale itself, or for blocks the largest
+    effective scale among each channel's blocks (NVFP4: times its tensor scale)."""
+    scale = view.scale.detach().float()
+    if view.tensor_scale is not None:
+        scale = scale * view.tensor_scale.float()
+    if view.block_size is None:
+        return scale.reshape(-1).cpu()
+    if view.axis == 0:
+        return scale.amax(-1).reshape(-1).cpu()
+    channels = view.values.shape[-1]
+    per_block = scale.reshape(-1, scale.shape[-1]).amax(0)
+    return per_block.repeat_interleave(view.block_size)[:channels].cpu()
 
 
 def integer_codes(analysis: LayerAnalysis, tensor: str) -> dict:
@@ -223,7 +255,11 @@ def integer_codes(analysis: LayerAnalysis, tensor: str) -> dict:
     ``codes_used`` (how many of the 2^bits codes occur)."""
     view = analysis.tensors[tensor]
     out = QA.code_statistics(view.codes, view.config.bit_type)
-    out.update(bits=view.config.bit_type.bits, codes_used=int((out["counts"] > 0).sum()))
+    bit_type = view.config.bit_type
+    out.update(bits=bit_type.bits, codes_used=int((out["counts"] > 0).sum()),
+               num_codes=bit_type.num_levels, is_float=bit_type.is_float)
+    if bit_type.is_float:  # codes are signed grid indices: label them by element value
+        out["element_values"] = signed_grid(bit_type.format)
     return out
 
 

@@ -106,9 +106,19 @@ def make_code_histogram(stats: dict, title: str) -> go.Figure:
     group = max(1, math.ceil(codes.size / MAX_HISTOGRAM_BINS))
     x = codes[::group]
     y = _grouped(counts, group, np.sum) if group > 1 else counts
+    values = stats.get("element_values")
+    hover = "code %{x}: %{y:,}<extra></extra>"
+    custom = None
+    if values is not None:  # float codes are grid indices: show each one's element value
+        custom = values.cpu().numpy()[::group]
+        hover = "code %{x} = element %{customdata:.4g}: %{y:,}<extra></extra>"
     fig = go.Figure(go.Bar(x=x, y=y, marker_color=DEQUANT_COLOR, name="count",
-                           width=group if group > 1 else None))
+                           width=group if group > 1 else None, customdata=custom,
+                           hovertemplate=hover))
     label = f"integer code ({group} codes per bar)" if group > 1 else "integer code"
+    if values is not None:
+        label = "grid index (hover: its element value)" + (
+            f", {group} codes per bar" if group > 1 else "")
     fig.update_layout(title=title, xaxis_title=label, yaxis_title="count (log scale)",
                       bargap=0.05 if group == 1 and codes.size <= 64 else 0)
     fig.update_yaxes(type="log")

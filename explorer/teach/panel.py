@@ -26,6 +26,7 @@ from explorer.teach.figures import (
     make_decomposition_figure,
     make_rmse_gauge,
 )
+from explorer.teach.formats import float_chain_lines, float_format_lines
 from explorer.teach.lessons import SCENARIOS, aligned
 from quantlib.config_loader import load_config_from_string
 
@@ -37,6 +38,8 @@ GRANULARITY_HELP = {
     "layer_wise": "layer_wise: one scale and zero point for the whole tensor.",
     "channel_wise": "channel_wise: one scale and zero point per output channel (a weight row, "
                     "an output column), so one large channel cannot coarsen the others.",
+    "block_wise": "block_wise: one scale per block of block_size neighbouring values along "
+                  "the input dimension, computed from the block's own largest value.",
 }
 DECOMPOSITION_HELP = {
     "Total MSE": "Mean squared error of the dequantized values against fp32: clipping + "
@@ -117,7 +120,13 @@ def render_explain(state, analysis: teach_data.LayerAnalysis) -> None:
                                                "channel whose numbers the formulas show "
                                                f"(0 to {view.num_channels - 1}).")
             out = teach_data.explain(analysis, name, channel)
-            for line in out["latex"]:
+            if cfg.bit_type.is_float:
+                ts = None if view.tensor_scale is None else float(view.tensor_scale)
+                lines = float_format_lines(cfg, float(view.scale.reshape(-1)[
+                    out["channel"]]), ts)
+            else:
+                lines = out["latex"]
+            for line in lines:
                 st.latex(line)
             st.caption(f"{out['observer']}: {out['note']}")
 
@@ -164,8 +173,11 @@ def render_follow(state, analysis: teach_data.LayerAnalysis) -> None:
                              help=f"Which input feature (0 to {cols - 1}); a click on the "
                                   "heatmap sets it too.")
         view = analysis.tensors["weight"]
-        _render_chain(teach_data.follow_weight(analysis, int(row), int(col)),
-                      view.config.bit_type, view.num_channels > 1)
+        chain = teach_data.follow_weight(analysis, int(row), int(col))
+        if view.config.bit_type.is_float:
+            _render_float_chain(chain, view)
+        else:
+            _render_chain(chain, view.config.bit_type, view.num_channels > 1)
 
 
 def on_heatmap_select(state, error, row_block: int, col_block: int) -> None:
@@ -223,10 +235,29 @@ def _render_chain(chain: dict, bit_type, per_channel: bool) -> None:
         st.success(f"Matches the layer exactly: {stored}.", icon="✅")
     else:
         st.error(f"Differs from the layer: {stored}.", icon="🚫")
-    channel = (f"row {r}'s own (per-channel)" if per_channel
+    channel = (f"block [{r}, {chain['group_start']}:{chain['group_end']}]'s own (block_wise, "
+               f"amax {chain['group_amax']:.6g})" if chain.get("group") == "block"
+               else f"row {r}'s own (per-channel)" if per_channel
                else "the whole tensor's (per-tensor)")
     st.caption(f"s = {chain['scale']:.9g} and z = {chain['zero_point']} are {channel}; "
                "1/s is a float32 reciprocal, as in the kernels.")
+
+
+def _render_float_chain(chain: dict, view) -> None:
+    """The float/MX chain: group amax -> shared scale -> x / s -> nearest element -> x̂."""
+    ts = None if view.tensor_scale is None else float(view.tensor_scale)
+    for line in float_chain_lines(chain, view.config.bit_type, ts):
+        st.latex(line)
+    where = f"[{chain['row']}, {chain['col']}]"
+    stored = (f"`quant_weight{where}` = {chain['layer_code']} (grid index), "
+              f"`dequant_weight{where}` = {chain['layer_dequantized']:.9g}")
+    if chain["matches"]:
+        st.success(f"Matches the layer exactly: {stored}.", icon="✅")
+    else:
+        st.error(f"Differs from the layer: {stored}.", icon="🚫")
+    st.caption(f"The {chain['group']} holds columns {chain['group_start']}…"
+               f"{chain['group_end'] - 1} of row {chain['row']}; its largest |w| sets the "
+               "scale, so one outlier in it coarsens every other value of the block.")
 
 
 # --- 3. error decomposition -----------------------------------------------------------------
@@ -241,11 +272,12 @@ def render_decomposition(state, analysis: teach_data.LayerAnalysis) -> None:
                     horizontal=True,
                     help="Which quantized tensor to split into clipping and rounding error.")
     d = teach_data.decompose(analysis, name)
+    uniform = not analysis.tensors[name].config.bit_type.is_float
     cards = [("Total MSE", f"{d['total_mse']:.3e}"),
              ("Clipping MSE", f"{d['clipping_mse']:.3e}"),
              ("Rounding MSE", f"{d['rounding_mse']:.3e}"),
-             ("Δ²/12 (theory)", f"{d['theoretical_rounding_mse']:.3e}"),
-             ("Rounding / (Δ²/12)", f"{d['rounding_vs_theory']:.3f}")]
+             ("Δ²/12 (theory)", f"{d['theoretical_rounding_mse']:.3e}" if uniform else "n/a"),
+             ("Rounding / (Δ²/12)", f"{d['rounding_vs_theory']:.3f}" if uniform else "n/a")]
     for column, (label, value) in zip(st.columns(len(cards)), cards):
         column.metric(label, value, help=DECOMPOSITION_HELP[label])
     st.caption(f"Clipping + rounding = {d['clipping_mse'] + d['rounding_mse']:.6e} = total "
@@ -256,11 +288,18 @@ def render_decomposition(state, analysis: teach_data.LayerAnalysis) -> None:
                   if name == "output" else ""))
     left, right = st.columns([1, 2])
     with left:
-        st.plotly_chart(make_rmse_gauge(d["rmse_over_scale"], d["rounding_only"],
-                                        "RMSE / scale"),
-                        key="teach.chart.gauge", config=CHART_CONFIG, width="stretch")
-        st.caption("≈ 0.29 (1/√12): rounding only, a healthy range. Well above: clipping or a "
-                   "badly chosen range dominates. Below: many values sit on the grid (zeros).")
+        if not uniform:
+            fmt = analysis.tensors[name].config.bit_type.name
+            st.info(f"Δ²/12 and RMSE / scale do not apply to {fmt}: its grid is not uniform "
+                    "(the step grows with the value), so there is no single Δ. Clipping + "
+                    "rounding above still hold.")
+        else:
+            st.plotly_chart(make_rmse_gauge(d["rmse_over_scale"], d["rounding_only"],
+                                            "RMSE / scale"),
+                            key="teach.chart.gauge", config=CHART_CONFIG, width="stretch")
+            st.caption("≈ 0.29 (1/√12): rounding only, a healthy range. Well above: clipping "
+                       "or a badly chosen range dominates. Below: many values sit on the grid "
+                       "(zeros).")
     with right:
         st.plotly_chart(make_decomposition_figure(
             d["per_channel"], d["scale"], f"{TENSOR_TITLES[name]}: MSE per channel"),
@@ -284,7 +323,9 @@ def render_integer_view(state, analysis: teach_data.LayerAnalysis) -> None:
             a, b = st.columns(2)
             a.metric(f"{TENSOR_TITLES[name]} codes used",
                      f"{100 * stats['used_fraction']:.1f} %",
-                     help=f"{stats['codes_used']:,} of the 2^{bits} = {2 ** bits:,} codes occur")
+                     help=f"{stats['codes_used']:,} of the {stats['num_codes']:,} codes occur"
+                          + (" (float format: each code is one element value)"
+                             if stats["is_float"] else f" (2^{bits})"))
             b.metric(f"{TENSOR_TITLES[name]} effective bits",
                      f"{stats['effective_bits']:.2f} of {bits}",
                      help="The entropy of the code distribution: what an ideal entropy coder "

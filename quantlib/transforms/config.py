@@ -161,6 +161,19 @@ class TransformConfig:
         }
 
 
+def transform_from_section(body: object, lines: Mapping[str, int]) -> TransformConfig:
+    """The parsed ``transform:`` section -> TransformConfig (None -> the defaults). ``lines``
+    maps dotted paths to 1-based lines (the config loader's); a ConfigError gets the line of
+    its field, or of the closest enclosing key that has one."""
+    try:
+        return TransformConfig.from_dict(body)
+    except ConfigError as err:
+        path = probe = err.path or SECTION
+        while probe not in lines and "." in probe:
+            probe = probe.rsplit(".", 1)[0]
+        raise ConfigError(err.reason, path, lines.get(probe)) from None
+
+
 def _mapping(value: object, path: str, expected: str) -> Mapping:
     if not isinstance(value, Mapping):
         raise ConfigError(f"must be {expected}, got {show_value(value)}", path)

@@ -22,7 +22,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 def test_seed_config_loads_with_the_seed_keys():
     configs = load_config_from_yaml(CONFIG_DIR / "attn_config.yaml")
-    assert set(configs) == {"output", "weight", "activation"}
+    assert set(configs) == {"output", "weight", "activation", "transform"}
+    assert configs["transform"] is None  # no transform: section
     assert configs["activation"] is None
     out, weight = configs["output"], configs["weight"]
     assert out.observer_type == "PercentileObserver" and out.percentile_alpha == 0.9995

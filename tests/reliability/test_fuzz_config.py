@@ -72,13 +72,15 @@ quant_configs = st.builds(
     omse_steps=st.integers(2, 1000),
 )
 config_sets = st.fixed_dictionaries({"weight": quant_configs, "output": quant_configs,
-                                     "activation": st.none() | quant_configs})
+                                     "activation": st.none() | quant_configs,
+                                     "transform": st.none()})  # transforms: tests/quantlib
 
 
 @FUZZ
 @given(configs=config_sets)
 @example(configs={"weight": QuantConfig(bit_type=BitType(8, True, "fp8-ish.v2+")),
-                  "output": QuantConfig(percentile_alpha=1), "activation": None})
+                  "output": QuantConfig(percentile_alpha=1), "activation": None,
+                  "transform": None})
 def test_valid_configs_round_trip_through_yaml(configs):
     text = dump_config_to_yaml(configs)
     assert load_config_from_string(text) == configs

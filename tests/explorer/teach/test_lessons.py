@@ -16,7 +16,8 @@ from quantlib.quant_config import OBSERVER_TYPES, QuantConfig
 
 # which tensor each scenario is about
 FOCUS = {"outlier_channel": "weight", "relu_unsigned": "activation", "heavy_tails": "weight",
-         "omse_4bit": "weight", "llm_outlier_feature": "activation"}
+         "omse_4bit": "weight", "llm_outlier_feature": "activation",
+         "mxfp4_vs_nvfp4": "weight"}
 
 
 def test_every_observer_has_a_note():
