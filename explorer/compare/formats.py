@@ -2,7 +2,8 @@
 per element and the QSNR-vs-bits-per-element Pareto front.
 
 - `FORMAT_SETS`: name -> [(config name, YAML document)]: "4-bit formats" (INT4 per channel,
-  INT4 g128, MXFP4, NVFP4 weights) and "FP8 vs INT8";
+  INT4 g128, MXFP4, NVFP4 weights), "FP8 vs INT8" and "Outlier fixes" (one W4A8 recipe with
+  no transform, SmoothQuant, rotation and GPTQ);
 - `bits_axis(runs)`: "bits" when every config is a per-tensor/per-channel integer, else
   "bits per element" (scales included), the x-axis of the sweep;
 - `pareto_front(points)`: the configs no other config beats on both QSNR and bits.
@@ -48,7 +49,29 @@ FORMAT_SETS: dict[str, list[tuple[str, str]]] = {
             "  observer_type: MinmaxObserver\n  quantization_method: Uniform\n")),
     ],
 }
+_W4A8 = ("calibration_mode: block_wise\nblock_size: 32\nbit_type: {bits: 4, signed: true}")
+_A8 = ("activation:\n  calibration_mode: layer_wise\n  bit_type: {bits: 8, signed: true}\n"
+       "  observer_type: MinmaxObserver\n  quantization_method: Uniform\n")
+
+
+def _fix_doc(comment: str, transform: str = "") -> str:
+    return _weight_doc(f"W4 g32, A8 per tensor: {comment}", _W4A8, _INT8_OUT + _A8) + transform
+
+
+FORMAT_SETS["Outlier fixes"] = [
+    ("RTN", _fix_doc("round to nearest, no transform.")),
+    ("SmoothQuant", _fix_doc("SmoothQuant moves the inputs' outlier ranges into the weight.",
+                             "transform:\n  smoothquant: {alpha: 0.5}\n")),
+    ("Rotation", _fix_doc("a randomized Hadamard rotation spreads the outliers.",
+                          "transform:\n  rotation: hadamard\n")),
+    ("GPTQ", _fix_doc("GPTQ corrects each column's rounding error on the next ones.",
+                      "transform:\n  weight_algorithm: gptq\n")),
+]
 FORMAT_SET_HELP = {
+    "Outlier fixes": "The same W4 (scale per 32 inputs) / A8 (int8 inputs per tensor) "
+                     "recipe four ways: round to nearest, SmoothQuant (alpha 0.5), a Hadamard "
+                     "rotation and GPTQ. Best on a real layer with outlier inputs (sidebar: "
+                     "MiniLM); the rotation needs in_features = 2^k or 12 x 2^k.",
     "4-bit formats": "Four 4-bit weight formats on the same layer (outputs int8 per tensor "
                      "in all four): INT4 with a scale per output channel, INT4 with a scale "
                      "per 128 inputs, MXFP4 and NVFP4. The Pareto chart shows what each "

@@ -120,7 +120,7 @@ def _render_buttons(state) -> None:
                  help="Back to two configs: A = the Single layer tab's config, B = A with "
                       "other observers.")
     for index, (column, name) in enumerate(zip(st.columns(len(FORMAT_SETS)), FORMAT_SETS)):
-        column.button(f"Formats: {name}", key=CS.compare_key(CS.COMPARE_FORMAT_SET, index),
+        column.button(name, key=CS.compare_key(CS.COMPARE_FORMAT_SET, index),
                       on_click=CS.on_compare_format_set, args=(state, name), width="stretch",
                       help=FORMAT_SET_HELP[name])
     option.toggle("Sweep 16 bits too", key=CS.COMPARE_WIDE, on_change=CS.on_compare_option,

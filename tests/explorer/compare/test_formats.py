@@ -51,3 +51,18 @@ def test_a_transform_entry_is_skipped_by_profiled():
     marker = object()
     out = C.profiled({**configs, "transform": marker})
     assert out["transform"] is marker and out["weight"].enable_profiler
+
+
+def test_outlier_fixes_set_beats_round_to_nearest_on_outlier_inputs():
+    data = make_sample_data(DataSettings(in_features=256, out_features=64, num_batches=4,
+                                         batch_size=128,
+                                         input_source="LLM-like outlier features"))
+    runs = {entry: C.run_config(load_config_from_string(text), data, (4,))
+            for entry, text in FORMAT_SETS["Outlier fixes"]}
+    assert runs["RTN"].configs["transform"] is None
+    assert runs["GPTQ"].configs["transform"].weight_algorithm == "gptq"
+    output = {entry: run.tensors["output"].qsnr for entry, run in runs.items()}
+    # Per-tensor int8 inputs with outlier features: moving (SmoothQuant) or spreading
+    # (rotation) the outliers gains several dB over round to nearest.
+    assert output["SmoothQuant"] > output["RTN"] + 3, output
+    assert output["Rotation"] > output["RTN"] + 2, output
