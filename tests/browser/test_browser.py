@@ -169,7 +169,7 @@ def test_compare_tab_classic_set_draws_four_named_series(page):
         """() => [...document.querySelectorAll('.js-plotly-plot')]
             .map(p => (p.data || []).map(t => t.name))""")
     full = [names for names in traces if set(COMPARE_NAMES) <= set(names)]
-    assert len(full) == 6, traces
+    assert len(full) == 7, traces  # 2 histograms, 2 clip curves, channels, sweep, Pareto
     sweep = next(names for names in full if any(n.startswith("ideal") for n in names))
     assert [n for n in sweep if n in COMPARE_NAMES] == COMPARE_NAMES * 2  # W and out
     # ... and the legends show them (legend entries are SVG text).
