@@ -47,7 +47,7 @@ def format_edits(text: str, field: str, value: str, bits: int,
         nonlocal text
         if text is not None and get_field(text, path) is not None:
             text = delete_field(text, path)
-            changes.append(f"removed {path[-1]} ({why})")
+            changes.append(f"{path[-1]} removed ({why})")
 
     mode = value if field == "calibration_mode" else get_field(text, ("calibration_mode",))
     name = value if field == "format" else (get_field(text, ("bit_type", "name")) or "")
@@ -84,6 +84,6 @@ def format_edits(text: str, field: str, value: str, bits: int,
         return None, None
     message = None
     if changes:
-        message = (f"{'Format' if field == 'format' else 'Granularity'} {value} also set "
-                   + ", ".join(changes) + ".")
+        message = (f"{'Format' if field == 'format' else 'Granularity'} {value} also "
+                   "changed: " + ", ".join(changes) + ".")
     return text, message

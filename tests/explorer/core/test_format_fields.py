@@ -47,7 +47,7 @@ def test_int_format_and_granularity_round_trip():
     config = S.parse_text(text, "weight")[0]
     assert config.bit_type.name == "int4" and config.block_size == 16
     text, note = format_edits(text, "calibration_mode", "layer_wise", 4, True)
-    assert S.parse_text(text, "weight")[0].block_size is None and "removed block_size" in note
+    assert S.parse_text(text, "weight")[0].block_size is None and "block_size removed" in note
 
 
 def test_block_wise_results_have_bounded_scale_maps_and_per_channel_views():
