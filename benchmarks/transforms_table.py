@@ -16,9 +16,25 @@ nearest (cosine), using the quantized embedding as the query, among the fp32 emb
 evaluation sentences other than itself. The quantized embeddings are the very ones the run
 computes: `embed` in `explorer.model.encoder_quant` is wrapped for the call to record its
 result. Also the mean weight QSNR over the 36 Linears (the summary's per-layer rows; with
-awq/gptq it is the algorithm's weight vs the transformed weight W''). The summary carries no
-output QSNR (output profiling is off for whole-model runs), so there is no output-QSNR column.
-Seconds: `run_encoder_whole_model`'s ``quantize`` phase (swap, transform, calibrate, embed).
+awq/gptq it is the algorithm's weight vs the transformed weight W'').
+
+Mean output QSNR: the summary carries none (output profiling is off for whole-model runs), so
+the script measures it itself, as each layer's LOCAL error: `embed` is also wrapped so that,
+for the call on the quantized model (the evaluation forward), every `QuantLinear` in quantized
+mode gets a forward hook (removed when the call returns). The hook takes the input x the layer
+actually receives in that forward (the output of the quantized layers before it; the
+untransformed x, before any SmoothQuant / Hadamard input transform) and its quantized output
+y_q, computes the reference y = x W^T + b with the ORIGINAL fp32 weight (``original_weight``
+when a transform is installed, else ``weight``; the bias is never transformed), as
+`QuantLinear._profile_forward` does, and accumulates sum(y^2) and sum((y - y_q)^2) (float64)
+over all evaluation batches (grouped by length: no padding tokens). Per layer: QSNR = 10
+log10(sum y^2 / sum (y - y_q)^2) dB; the column is the plain mean of these 36 dB values (a
+mean of dB, not the dB of a mean ratio). It covers the input fake-quant (A8 rows), the weight
+(the algorithm's, for awq/gptq) and the output fake-quant of that layer alone, not the error
+accumulated upstream.
+Seconds: `run_encoder_whole_model`'s ``quantize`` phase (swap, transform, calibrate, embed),
+less the wall time spent inside the output-QSNR hooks (measured and subtracted, so the
+column stays the cost of quantizing, not of this measurement).
 
 Costs (median of ``--repeat`` runs after one warm-up, `benchmarks._common.best_time`) on the
 explorer's default synthetic layer (768 x 768, 8 x 256 = 2048 calibration rows):
@@ -112,6 +128,60 @@ def recorded_embeddings(store: list):
         encoder_quant.embed = original
 
 
+class OutputQSNR:
+    """Per-layer sums for the output QSNR (module docstring); ``seconds``: time in the hooks."""
+
+    def __init__(self) -> None:
+        self.signal: dict[str, float] = {}
+        self.noise: dict[str, float] = {}
+        self.seconds = 0.0
+
+    def hook(self, module, inputs, output) -> None:
+        if module.mode != "quantized":
+            return
+        start = time.perf_counter()
+        with torch.no_grad():
+            x = inputs[0].float().contiguous()  # as QuantLinear._check_input
+            weight = module.weight if module.original_weight is None else module.original_weight
+            ref = module.fwd_func(x, weight, module.bias, **module.fwd_kwargs).double()
+            err = ref - output.double()
+            name = module.layer_name
+            self.signal[name] = self.signal.get(name, 0.0) + float((ref * ref).sum())
+            self.noise[name] = self.noise.get(name, 0.0) + float((err * err).sum())
+        self.seconds += time.perf_counter() - start
+
+    def qsnr_db(self) -> dict[str, float]:
+        return {name: (math.inf if self.noise[name] == 0
+                       else 10 * math.log10(self.signal[name] / self.noise[name]))
+                for name in self.signal}
+
+
+@contextmanager
+def recorded_output_qsnr(stats: OutputQSNR):
+    """While active, every `embed` call made by `encoder_quant` runs with a forward hook on
+    each `QuantLinear` of the model it embeds with (`OutputQSNR.hook`, which skips layers in
+    fp32 mode), removed after the call (the function itself is unchanged; restored on exit)."""
+    from explorer.model import encoder_quant
+    from quantlib.quant_linear import QuantLinear
+
+    original = encoder_quant.embed
+
+    def hooked(model, batches, progress=None):
+        handles = [m.register_forward_hook(stats.hook) for m in model.modules()
+                   if isinstance(m, QuantLinear)]
+        try:
+            return original(model, batches, progress)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    encoder_quant.embed = hooked
+    try:
+        yield
+    finally:
+        encoder_quant.embed = original
+
+
 def model_table() -> None:
     start = time.perf_counter()
     from explorer.data import encoders
@@ -131,19 +201,28 @@ def model_table() -> None:
     summary = None
     for family, label, base, transform in ROWS:
         captured: list[torch.Tensor] = []
-        with recorded_embeddings(captured):
+        outputs = OutputQSNR()
+        with recorded_embeddings(captured), recorded_output_qsnr(outputs):
             summary = run_encoder_whole_model(encoder, data, row_configs(base, transform),
                                               "MiniLM")
         strict = cross_retrieval(captured[-1], fp32, data.eval_pairs)
         weight_qsnr = statistics.fmean(r["weight_qsnr"] for r in summary.layers)
+        output_db = outputs.qsnr_db()
+        names = [r["name"] for r in summary.layers]
+        if sorted(output_db) != sorted(names):
+            raise RuntimeError(f"output QSNR measured on {len(output_db)} layers, "
+                               f"expected the {len(names)} quantized Linears")
+        output_qsnr = statistics.fmean(output_db[name] for name in names)
+        seconds = summary.seconds["quantize"] - outputs.seconds
         rows.append([family, label, f"{summary.mean_cosine:.4f}",
                      f"{100 * summary.retrieval:.1f} %", f"{100 * strict:.1f} %",
-                     f"{weight_qsnr:.1f}", f"{summary.seconds['quantize']:.1f}"])
-        print(f"  done: {family}, {label} ({summary.seconds['quantize']:.1f} s)",
-              file=sys.stderr, flush=True)
+                     f"{weight_qsnr:.1f}", f"{output_qsnr:.1f}", f"{seconds:.1f}"])
+        print(f"  done: {family}, {label} ({seconds:.1f} s; output-QSNR hooks "
+              f"{outputs.seconds:.1f} s)", file=sys.stderr, flush=True)
     print_table(f"MiniLM whole model ({len(summary.layers)} Linears), transforms",
                 ["config", "transform", "mean cosine vs fp32", "paraphrase retrieval",
-                 "quantized query vs fp32 index", "mean weight QSNR (dB)", "seconds"], rows)
+                 "quantized query vs fp32 index", "mean weight QSNR (dB)",
+                 "mean output QSNR (dB, mean of per-layer dB)", "seconds"], rows)
     print(f"\nfp32 paraphrase retrieval: {100 * summary.fp32_retrieval:.1f} % "
           f"({summary.num_eval_pairs} pairs, {summary.num_eval_sentences} evaluation sentences; "
           f"calibration: {summary.num_calibration_sentences} sentences, "

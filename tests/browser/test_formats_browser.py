@@ -1,5 +1,6 @@
-"""In Chromium: pick MXFP4 and NVFP4 from the weight's Format widget; the histogram redraws with
-the format's grid, the Block scales view draws its heatmap, and no exception reaches the page."""
+"""In Chromium: pick every float format from the weight's Format widget; the histogram redraws
+with the format's grid (E2M1's 15 levels for the fp4 formats), the Block scales view draws
+its heatmap, and no exception reaches the page."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ pytestmark = pytest.mark.browser
 HISTOGRAM_TITLE = """(fmt) => [...document.querySelectorAll('.js-plotly-plot')]
     .some(p => p.layout && ((p.layout.title || {}).text || '')
           .includes('Weight values: fp32 vs dequantized (' + fmt + ')')
-          && ((p.layout.title || {}).text || '').includes('15 quantization levels'))"""
+          && (!fmt.endsWith('fp4')
+              || ((p.layout.title || {}).text || '').includes('15 quantization levels')))"""
+# Every float format, NVFP4 last (the Block scales view is then checked on its 16-value blocks).
+FORMATS = ("fp8_e4m3", "fp8_e5m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2",
+           "mxint8", "mxfp4", "nvfp4")
 
 
 def _small_layer(page) -> None:  # noqa: F811 - the page fixture
@@ -50,11 +55,11 @@ def _wait_idle(page) -> None:  # noqa: F811
         """() => !document.querySelector('[data-testid="stStatusWidget"]')""")
 
 
-def test_picking_mxfp4_then_nvfp4_redraws_grid_and_block_scales(page):  # noqa: F811
+def test_picking_each_float_format_redraws_grid_and_block_scales(page):  # noqa: F811
     page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(1).wait_for(
         state="visible")
     _small_layer(page)
-    for name in ("mxfp4", "nvfp4"):
+    for name in FORMATS:
         _pick_format(page, name)
         assert page.locator('[data-testid="stException"]').count() == 0
     page.get_by_role("tab", name="Block scales").click()
