@@ -24,8 +24,9 @@ MIN_KL_BINS, MAX_KL_BINS = 16, 65536
 MIN_BLOCK_SIZE, MAX_BLOCK_SIZE = 2, 8192
 #: Observers that make sense per block: a block's scale comes from its own amax.
 BLOCK_OBSERVERS = ("MinmaxObserver", "EmaMinmaxObserver")
-#: Observers whose clip search evaluates the FP8 grid (KL's is integer-only).
-FP8_OBSERVERS = ("MinmaxObserver", "EmaMinmaxObserver", "PercentileObserver", "OmseObserver")
+#: Observers for FP8 per tensor / per channel: all (OMSE scores the FP8 grid, KL groups its
+#: histogram by the grid's own levels).
+FP8_OBSERVERS = OBSERVER_TYPES
 
 
 def _is_number(value: object) -> bool:
@@ -51,7 +52,8 @@ class QuantConfig:
       NVFP4 16, the default for them); None otherwise.
 
     Rules: MX and NVFP4 need ``block_wise``; float formats are ``Uniform`` only; block_wise
-    takes MinmaxObserver or EmaMinmaxObserver; FP8 takes every observer but KLObserver.
+    takes MinmaxObserver or EmaMinmaxObserver; FP8 takes every observer (KL searches the
+      FP8 grid's own levels).
     """
 
     calibration_mode: str = "layer_wise"
@@ -121,16 +123,10 @@ class QuantConfig:
             raise ConfigError(
                 f"applies to calibration_mode block_wise only (got {mode}); remove "
                 "block_size or set calibration_mode: block_wise", "block_size")
-        if bit_type.is_float:
-            if not self.is_symmetric:
-                raise ConfigError(
-                    f"{bit_type.name} is a symmetric float format: use Uniform (Affine "
-                    "applies to integer formats)", "quantization_method")
-            if self.observer_type not in FP8_OBSERVERS:
-                raise ConfigError(
-                    f"{self.observer_type} searches an integer grid and does not apply to "
-                    f"{bit_type.name}; choose one of {', '.join(FP8_OBSERVERS)}",
-                    "observer_type")
+        if bit_type.is_float and not self.is_symmetric:
+            raise ConfigError(
+                f"{bit_type.name} is a symmetric float format: use Uniform (Affine applies to "
+                "integer formats)", "quantization_method")
 
     @property
     def is_channel_wise(self) -> bool:

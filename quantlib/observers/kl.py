@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from quantlib.formats.grid import nonnegative_grid
 from quantlib.observers.base import channel_extremes, register_observer
 from quantlib.observers.stored import StoredDataObserver
 
@@ -89,7 +90,8 @@ def useful_cuts(hist: torch.Tensor, num_quant_bins: int) -> tuple[torch.Tensor, 
 
 
 def kl_divergence_by_threshold(hist: torch.Tensor, num_quant_bins: int,
-                               kept: torch.Tensor | None = None) -> torch.Tensor:
+                               kept: torch.Tensor | None = None,
+                               edges: torch.Tensor | None = None) -> torch.Tensor:
     """KL(P || Q) for candidate thresholds i (number of bins kept).
 
     hist int64 [C, B]; ``kept`` int64 [C, M] candidates per channel (default: every
@@ -98,6 +100,12 @@ def kl_divergence_by_threshold(hist: torch.Tensor, num_quant_bins: int,
     floor(j * nq / i)) and spreads each group's mass evenly over its non-empty bins
     (TensorRT / ModelOpt's entropy calibration). Computed from prefix sums, so there is no
     loop over thresholds.
+
+    ``edges`` int64 [nq + 1], increasing from 0, makes the groups non-uniform, for a float
+    format's grid scaled to integers (levels / smallest step): bin j goes to the group k with
+    ``edges[k] <= j * edges[-1] / i < edges[k + 1]`` (its values lie between the grid's
+    levels k and k + 1 once i bins map onto [0, max_finite]). Integer arithmetic, so a bin
+    edge that falls exactly on a level lands in the same group as the exact rational would.
 
     With T the total count, K = sum(hist[:i]), m_g and n_g group g's mass and non-empty
     bins, G the last group and P_last = hist[i-1] + T - K, the sums over bins telescope to
@@ -135,15 +143,19 @@ def kl_divergence_by_threshold(hist: torch.Tensor, num_quant_bins: int,
         mass_rows, nonzero_rows = cum_mass[r0:r1], cum_nonzero[r0:r1]
         for c0 in range(0, cuts, block_cuts):
             c1 = min(cuts, c0 + block_cuts)
-            bounds = groups * kept[r0:r1, c0:c1].unsqueeze(-1) + (nq - 1)  # ceil(k i / nq)
-            if shift is not None:
-                bounds >>= shift
+            if edges is not None:  # ceil(edges[k] * i / edges[-1]): a float format's grid
+                bounds = edges * kept[r0:r1, c0:c1].unsqueeze(-1) + (edges[-1] - 1)
+                bounds //= edges[-1]
             else:
-                bounds //= nq
-            edges = bounds.view(r1 - r0, -1)
-            at = torch.gather(mass_rows, 1, edges).view(bounds.shape)
+                bounds = groups * kept[r0:r1, c0:c1].unsqueeze(-1) + (nq - 1)  # ceil(k i / nq)
+                if shift is not None:
+                    bounds >>= shift
+                else:
+                    bounds //= nq
+            flat_bounds = bounds.view(r1 - r0, -1)
+            at = torch.gather(mass_rows, 1, flat_bounds).view(bounds.shape)
             mass = at[..., 1:] - at[..., :-1]  # [r, m, nq]
-            at = torch.gather(nonzero_rows, 1, edges).view(bounds.shape)
+            at = torch.gather(nonzero_rows, 1, flat_bounds).view(bounds.shape)
             nonzero = (at[..., 1:] - at[..., :-1]).clamp_(min=1)
             log_ratio = torch.div(mass, nonzero, out=nonzero).clamp_(min=1).log_()
             last_log[r0:r1, c0:c1] = log_ratio[..., -1]
@@ -189,6 +201,7 @@ class KLObserver(StoredDataObserver):
     def reset(self) -> None:
         super().reset()
         self.last_search_work = 0
+        self._edges: torch.Tensor | None = None
 
     def _compute_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         values = self.observed_values()
@@ -197,10 +210,24 @@ class KLObserver(StoredDataObserver):
 
     def num_quant_bins(self) -> int:
         """Quantization steps covering [0, t]: all 2**b levels for one-sided data under
-        Affine, half of them otherwise."""
+        Affine, half of them otherwise; a float format's intervals between its non-negative
+        levels (FP8 E4M3: 126)."""
+        if self.bit_type.is_float:
+            return len(self._grid_edges()) - 1
         one_sided = bool((self.min_val >= 0).all() or (self.max_val <= 0).all())
         full = self.bit_type.num_levels
         return full if one_sided and not self.config.is_symmetric else full // 2
+
+    def _grid_edges(self, nq: int | None = None) -> torch.Tensor:
+        """A float format's non-negative levels in units of its smallest step, int64 [n + 1]
+        (exact: the levels are multiples of it), the group edges of Q; ``nq`` < n keeps
+        nq + 1 evenly spaced ones (a coarser search)."""
+        grid = nonnegative_grid(self.bit_type.format).to(torch.float64)
+        edges = torch.round(grid / grid[1]).long()
+        if nq is not None and nq < len(edges) - 1:
+            pick = torch.linspace(0, len(edges) - 1, nq + 1).round().long()
+            edges = edges[pick]
+        return edges
 
     def _best_position(self, hist, nq, cuts, positions) -> torch.Tensor:
         """Index into ``positions`` [C, M] (columns of ``cuts``) of each row's minimum KL,
@@ -209,7 +236,7 @@ class KLObserver(StoredDataObserver):
         rows = max(1, _CHUNK_ELEMENTS // (positions.shape[1] * (nq + 1)))
         for start in range(0, hist.shape[0], rows):
             kept = cuts[start:start + rows].gather(1, positions[start:start + rows])
-            kl = kl_divergence_by_threshold(hist[start:start + rows], nq, kept)
+            kl = kl_divergence_by_threshold(hist[start:start + rows], nq, kept, self._edges)
             best[start:start + rows] = kept.shape[1] - 1 - torch.argmin(kl.flip(1), dim=1)
         self.last_search_work += positions.numel() * (nq + 1)
         return best
@@ -257,6 +284,8 @@ class KLObserver(StoredDataObserver):
         if nq >= bins:
             return amax
         bins, nq, cap = self.search_resolution(values.shape[0], bins, nq)
+        self._edges = (self._grid_edges(nq).to(values.device) if self.bit_type.is_float
+                       else None)
         # shared with `with_bit_type` copies: a bit sweep bins the data once per bin count
         hist, amax = self.derived(("abs_histogram", bins),
                                   lambda v: abs_histogram(v, bins, amax))

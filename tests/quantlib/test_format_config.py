@@ -90,12 +90,10 @@ def test_mx_and_nvfp4_default_their_block_size():
     ({"calibration_mode": "block_wise", "block_size": 10**6}, "block_size", "2 to 8192"),
     ({"bit_type": BitType(name="fp8_e4m3"), "quantization_method": "Affine"},
      "quantization_method", "Uniform"),
-    ({"bit_type": BitType(name="fp8_e4m3"), "observer_type": "KLObserver"},
-     "observer_type", "OmseObserver"),
     ({"calibration_mode": "block_wise", "block_size": 32, "observer_type": "OmseObserver"},
      "observer_type", "MinmaxObserver, EmaMinmaxObserver"),
 ], ids=["mx-layer", "nvfp4-channel", "mx-16", "nvfp4-32", "block-no-size", "size-no-block",
-        "size-1", "size-huge", "fp8-affine", "fp8-kl", "block-omse"])
+        "size-1", "size-huge", "fp8-affine", "block-omse"])
 def test_config_rules_name_the_field_and_the_choices(kwargs, field, says):
     with pytest.raises(ConfigError) as err:
         QuantConfig(**kwargs)

@@ -62,8 +62,8 @@ def test_kl_ties_go_to_the_last_minimum(coarse, monkeypatch):
     tied = (600, 1500)
     real = kl.kl_divergence_by_threshold
 
-    def table_kl(hist, num_quant_bins, kept=None):
-        out = real(hist, num_quant_bins, kept).abs() + 1.0
+    def table_kl(hist, num_quant_bins, kept=None, edges=None):
+        out = real(hist, num_quant_bins, kept, edges).abs() + 1.0
         return torch.where((kept == tied[0]) | (kept == tied[1]), 0.0, out)
 
     monkeypatch.setattr(kl, "kl_divergence_by_threshold", table_kl)
