@@ -53,7 +53,7 @@ class QuantConfig:
 
     Rules: MX and NVFP4 need ``block_wise``; float formats are ``Uniform`` only; block_wise
     takes MinmaxObserver or EmaMinmaxObserver; FP8 takes every observer (KL searches the
-      FP8 grid's own levels).
+    FP8 grid's own levels).
     """
 
     calibration_mode: str = "layer_wise"
