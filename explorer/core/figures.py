@@ -115,7 +115,7 @@ def make_histogram_figure(
         xaxis_title="value",
         yaxis_title="count (log scale)" if log_y else "count",
         legend={"orientation": "h", "y": -0.2},
-        height=COMPACT_HEIGHT, margin=COMPACT_MARGIN,
+        height=COMPACT_HEIGHT, margin={**COMPACT_MARGIN, "t": 64 if note else 48},
     )
     if log_y:
         fig.update_yaxes(type="log", dtick=1)  # label powers of ten only, not 2 and 5
@@ -316,9 +316,10 @@ def _add_level_grid(fig: go.Figure, levels: np.ndarray) -> str:
         for x in drawn.tolist()
     ]
     fig.update_layout(shapes=[*fig.layout.shapes, *lines])
+    # On a second, smaller line: a half-width chart cuts a long one-line title.
     if drawn.size < levels.size:
-        return f" (showing {drawn.size} of {levels.size} quantization levels)"
-    return f" ({levels.size} quantization levels)"
+        return f"<br><sup>showing {drawn.size} of {levels.size} quantization levels</sup>"
+    return f"<br><sup>{levels.size} quantization levels</sup>"
 
 
 def _merge_bins(

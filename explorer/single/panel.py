@@ -180,7 +180,7 @@ def render_section_editor(state, section: str):
     S.ensure_section_widgets(state, section)
     # Keyed containers: below 1280 px the page style stacks the text above the widgets.
     editor = st.container(key=f"editor-{section}")
-    text_col, widget_col = editor.columns([2, 3])
+    text_col, widget_col = editor.columns([1.7, 3])
     with text_col:
         st.text_area(f"{section} YAML", key=S.text_key(section), height=EDITOR_HEIGHT,
                      on_change=S.on_text_change, args=(state, section),
@@ -192,20 +192,21 @@ def render_section_editor(state, section: str):
 
 
 def _render_field_widgets(state, section: str) -> None:
-    """Two rows: the choices (observer, method, granularity), then the numbers (bits, signed
-    and the observer's own parameter, disabled when another observer is chosen)."""
+    """Two rows: the choices (format, observer, method, granularity), then the numbers (bits
+    and signed, disabled for float formats; block_size, enabled with block_wise; the
+    observer's own parameter, disabled when another observer is chosen)."""
     def common(field: str) -> dict:
         return {"key": S.field_key(section, field), "on_change": S.on_field_change,
                 "args": (state, section, field), "help": FIELD_HELP[field]}
 
-    fmt, observer, method, granularity = st.columns([1.45, 2, 1.1, 1.4])
+    fmt, observer, method, granularity = st.columns([1.35, 1.75, 1.2, 1.45])
     fmt.selectbox(FIELD_LABELS["format"], S.FORMAT_CHOICES, **common("format"))
     observer.selectbox(FIELD_LABELS["observer_type"], OBSERVER_TYPES, **common("observer_type"))
     method.selectbox(FIELD_LABELS["quantization_method"], QUANTIZATION_METHODS,
                      **common("quantization_method"))
     granularity.selectbox(FIELD_LABELS["calibration_mode"], ALL_CALIBRATION_MODES,
                           **common("calibration_mode"))
-    bits, signed, block, alpha, bins = st.columns([1, 0.9, 1, 1.2, 1],
+    bits, signed, block, alpha, bins = st.columns([1, 1.1, 0.95, 1.2, 1],
                                                   vertical_alignment="bottom")
     is_float = state[S.field_key(section, "format")] != S.INT_FORMAT
     bits.number_input(FIELD_LABELS["bits"], min_value=2, max_value=16, step=1,

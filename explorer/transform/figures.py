@@ -34,7 +34,7 @@ def make_migration_figure(migration, title: str) -> go.Figure:
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, legendgroup=name,
                                      showlegend=row == 1, line={"color": color, "width": 1}),
                           row=row, col=1)
-    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # powers of ten only: no clutter
     fig.update_xaxes(title_text="input channel j", row=2, col=1)
     fig.update_layout(title=title, height=420, margin={"t": 70, "b": 40, "l": 50, "r": 10},
                       legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"})

@@ -99,7 +99,7 @@ def _render_pictures(data, base: dict, config) -> None:
     act_name = "int8 per tensor (assumed)" if act is None else act.bit_type.name
     chosen = None if config.smoothquant is None else config.smoothquant.alpha
     right.plotly_chart(F.make_alpha_curve_figure(
-        alphas, qsnr, chosen, f"SmoothQuant: output QSNR vs alpha (inputs {act_name})"),
+        alphas, qsnr, chosen, f"SmoothQuant: output QSNR vs alpha<br><sup>inputs {act_name}</sup>"),
         config=CHART_CONFIG, key="transform.alpha_curve")
 
 
