@@ -42,6 +42,7 @@ def make_histogram_figure(
     title: str,
     levels: torch.Tensor | None = None,
     log_y: bool = False,
+    subtitle: str = "",
 ) -> go.Figure:
     """Overlay fp32 and dequantized value histograms on shared bins, as step outlines.
 
@@ -49,7 +50,8 @@ def make_histogram_figure(
     ``clip_range`` (lo, hi); histograms with more than ``MAX_HISTOGRAM_BINS`` bins are merged
     down. The clip range is drawn as dashed vertical lines named "clip lo" / "clip hi".
     ``levels`` [L] (the dequantized grid, meant for <= 6 bits) is drawn as a light vertical grid
-    of at most ``MAX_LEVEL_LINES`` lines.
+    of at most ``MAX_LEVEL_LINES`` lines. ``subtitle`` and the level count go on a second,
+    smaller title line (a half-width chart cuts a long one-line title).
     """
     edges = as_numpy(histogram["edges"], np.float64)
     fp32_counts = as_numpy(histogram["fp32_counts"], np.float64)
@@ -109,13 +111,14 @@ def make_histogram_figure(
     note = ""
     if levels is not None:
         note = _add_level_grid(fig, as_numpy(levels, np.float64).ravel())
+    second = " · ".join(part for part in (subtitle, note) if part)
     fig.update_layout(
-        title=title + note,
+        title=title + (f"<br><sup>{second}</sup>" if second else ""),
         hovermode="closest",
         xaxis_title="value",
         yaxis_title="count (log scale)" if log_y else "count",
         legend={"orientation": "h", "y": -0.2},
-        height=COMPACT_HEIGHT, margin={**COMPACT_MARGIN, "t": 64 if note else 48},
+        height=COMPACT_HEIGHT, margin={**COMPACT_MARGIN, "t": 64 if second else 48},
     )
     if log_y:
         fig.update_yaxes(type="log", dtick=1)  # label powers of ten only, not 2 and 5
@@ -316,10 +319,9 @@ def _add_level_grid(fig: go.Figure, levels: np.ndarray) -> str:
         for x in drawn.tolist()
     ]
     fig.update_layout(shapes=[*fig.layout.shapes, *lines])
-    # On a second, smaller line: a half-width chart cuts a long one-line title.
     if drawn.size < levels.size:
-        return f"<br><sup>showing {drawn.size} of {levels.size} quantization levels</sup>"
-    return f"<br><sup>{levels.size} quantization levels</sup>"
+        return f"showing {drawn.size} of {levels.size} quantization levels"
+    return f"{levels.size} quantization levels"
 
 
 def _merge_bins(

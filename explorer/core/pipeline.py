@@ -332,8 +332,8 @@ def _figure_builders(result: PipelineResult) -> dict[str, Callable[[], go.Figure
         if tensor.histogram is not None:
             builders[f"{name}_histogram"] = functools.partial(
                 make_histogram_figure, tensor.histogram,
-                f"{title} values: fp32 vs dequantized ({bits})", levels=tensor.levels,
-                log_y=True)
+                f"{title} values: fp32 vs dequantized", levels=tensor.levels,
+                log_y=True, subtitle=bits)
         error = tensor.error_map
         for suffix, log_color in (("_error", False), ("_error_log", True)):
             builders[name + suffix] = functools.partial(

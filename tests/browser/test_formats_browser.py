@@ -12,7 +12,7 @@ pytestmark = pytest.mark.browser
 
 HISTOGRAM_TITLE = """(fmt) => [...document.querySelectorAll('.js-plotly-plot')]
     .some(p => p.layout && ((p.layout.title || {}).text || '')
-          .includes('Weight values: fp32 vs dequantized (' + fmt + ')')
+          .includes('Weight values: fp32 vs dequantized<br><sup>' + fmt + ' ')
           && (!fmt.endsWith('fp4')
               || ((p.layout.title || {}).text || '').includes('15 quantization levels')))"""
 # Every float format, NVFP4 last (the Block scales view is then checked on its 16-value blocks).
