@@ -118,13 +118,19 @@ def compute_whole_model(configs: dict, seed: int, sensitivity: bool = True,
                         label: str = "the digits MLP") -> WholeModelSummary | None:
     """The cached summary, or computed under a progress bar; None (after a friendly error)
     when it fails."""
-    hit = model_cache.lookup_whole_model(configs, seed, sensitivity)
+    return _cached_or_run(
+        model_cache.lookup_whole_model(configs, seed, sensitivity), f"Quantizing {label}…",
+        lambda progress: model_cache.whole_model(configs, seed, sensitivity, progress=progress),
+        "whole-model quantization", label)
+
+
+def _cached_or_run(hit, message: str, compute, what: str, label: str):
+    """``hit`` when cached, else ``compute(progress)`` under a progress bar; None (after a
+    friendly error) when it fails."""
     if hit is not None:
         return hit
     return run_with_progress(
-        f"Quantizing {label}…",
-        lambda progress: model_cache.whole_model(configs, seed, sensitivity, progress=progress),
-        "whole-model quantization",
+        message, compute, what,
         failed=f"Something went wrong while quantizing {label}; the details are in the "
                "server log.",
         rejected=lambda err: f"Could not quantize {label} with these configs: {err}")
@@ -265,17 +271,12 @@ def render_encoder_model(state, source: str, configs: dict | None, has_errors: b
 def compute_encoder(source: str, configs: dict, sensitivity: bool, label: str,
                     shown: str | None = None) -> EncoderSummary | None:
     """The cached encoder summary, or computed under a progress bar (None after an error)."""
-    hit = model_cache.lookup_encoder_summary(source, configs, sensitivity)
-    if hit is not None:
-        return hit
     shown = shown or label
-    return run_with_progress(
+    return _cached_or_run(
+        model_cache.lookup_encoder_summary(source, configs, sensitivity),
         f"Quantizing {shown} (the first use loads the model, a few seconds)…",
         lambda progress: model_cache.encoder_summary(source, configs, sensitivity, progress),
-        "encoder quantization",
-        failed=f"Something went wrong while quantizing {shown}; the details are in the server "
-               "log.",
-        rejected=lambda err: f"Could not quantize {shown} with these configs: {err}")
+        "encoder quantization", shown)
 
 
 def render_encoder_summary(summary: EncoderSummary) -> None:

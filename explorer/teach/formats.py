@@ -9,6 +9,7 @@ chain; `float_chain_lines` writes the chain as short LaTeX rows for ``st.latex``
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from explorer.teach.lessons import aligned
 
@@ -33,12 +34,16 @@ def block_trace(view, row: int, col: int) -> dict:
             "group_amax": float(span.abs().max()), "tensor_amax": float(values.abs().max())}
 
 
-def _n(value: float, digits: int = 6) -> str:
+def latex_number(value: float, digits: int = 9) -> str:
+    """``value`` with ``digits`` significant digits, exponents as ×10^k (LaTeX)."""
     text = f"{value:.{digits}g}"
     if "e" not in text:
         return text
     mantissa, exponent = text.split("e")
     return rf"{mantissa} \times 10^{{{int(exponent)}}}"
+
+
+_n = partial(latex_number, digits=6)  # the float chains' numbers
 
 
 def float_chain_lines(chain: dict, bit_type, tensor_scale: float | None = None) -> list[str]:

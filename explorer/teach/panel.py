@@ -26,7 +26,7 @@ from explorer.teach.figures import (
     make_decomposition_figure,
     make_rmse_gauge,
 )
-from explorer.teach.formats import float_chain_lines, float_format_lines
+from explorer.teach.formats import float_chain_lines, float_format_lines, latex_number
 from explorer.teach.lessons import SCENARIOS, aligned
 from quantlib.config_loader import load_config_from_string
 
@@ -198,15 +198,6 @@ def on_heatmap_select(state, error, row_block: int, col_block: int) -> None:
         state[TS.TEACH_PICK_NOTE] = f"Clicked weight [{row}, {col}]."
 
 
-def latex_number(value: float, digits: int = 9) -> str:
-    """``value`` with ``digits`` significant digits, exponents as ×10^k (LaTeX)."""
-    text = f"{value:.{digits}g}"
-    if "e" not in text:
-        return text
-    mantissa, exponent = text.split("e")
-    return rf"{mantissa} \times 10^{{{int(exponent)}}}"
-
-
 def _render_chain(chain: dict, bit_type, per_channel: bool) -> None:
     n = partial(latex_number, digits=CHAIN_DIGITS)
     r, c = chain["row"], chain["col"]
@@ -229,12 +220,7 @@ def _render_chain(chain: dict, bit_type, per_channel: bool) -> None:
     for line in lines:
         st.latex(line)
     where = f"[{r}, {c}]"
-    stored = (f"`quant_weight{where}` = {chain['layer_code']}, `dequant_weight{where}` = "
-              f"{chain['layer_dequantized']:.9g}")
-    if chain["matches"]:
-        st.success(f"Matches the layer exactly: {stored}.", icon="✅")
-    else:
-        st.error(f"Differs from the layer: {stored}.", icon="🚫")
+    _render_layer_match(chain, f"`quant_weight{where}` = {chain['layer_code']}")
     channel = (f"block [{r}, {chain['group_start']}:{chain['group_end']}]'s own (block_wise, "
                f"amax {chain['group_amax']:.6g})" if chain.get("group") == "block"
                else f"row {r}'s own (per-channel)" if per_channel
@@ -243,18 +229,23 @@ def _render_chain(chain: dict, bit_type, per_channel: bool) -> None:
                "1/s is a float32 reciprocal, as in the kernels.")
 
 
+def _render_layer_match(chain: dict, code: str) -> None:
+    """Whether the chain's result is the layer's own stored code and dequantized value."""
+    where = f"[{chain['row']}, {chain['col']}]"
+    stored = f"{code}, `dequant_weight{where}` = {chain['layer_dequantized']:.9g}"
+    if chain["matches"]:
+        st.success(f"Matches the layer exactly: {stored}.", icon="✅")
+    else:
+        st.error(f"Differs from the layer: {stored}.", icon="🚫")
+
+
 def _render_float_chain(chain: dict, view) -> None:
     """The float/MX chain: group amax -> shared scale -> x / s -> nearest element -> x̂."""
     ts = None if view.tensor_scale is None else float(view.tensor_scale)
     for line in float_chain_lines(chain, view.config.bit_type, ts):
         st.latex(line)
     where = f"[{chain['row']}, {chain['col']}]"
-    stored = (f"`quant_weight{where}` = {chain['layer_code']} (grid index), "
-              f"`dequant_weight{where}` = {chain['layer_dequantized']:.9g}")
-    if chain["matches"]:
-        st.success(f"Matches the layer exactly: {stored}.", icon="✅")
-    else:
-        st.error(f"Differs from the layer: {stored}.", icon="🚫")
+    _render_layer_match(chain, f"`quant_weight{where}` = {chain['layer_code']} (grid index)")
     st.caption(f"The {chain['group']} holds columns {chain['group_start']}…"
                f"{chain['group_end'] - 1} of row {chain['row']}; its largest |w| sets the "
                "scale, so one outlier in it coarsens every other value of the block.")

@@ -21,8 +21,9 @@ from explorer.teach.figures import (
     make_decomposition_figure,
     make_rmse_gauge,
 )
+from explorer.teach.formats import latex_number
 from explorer.teach.lessons import formula_lines
-from explorer.teach.panel import latex_number, on_heatmap_select
+from explorer.teach.panel import on_heatmap_select
 from quantlib.bit_type import BitType
 from quantlib.config_loader import load_config_from_string
 from quantlib.quantizers.functional import calculate_qparams
