@@ -16,12 +16,17 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 180
 
 
-def open_app(token: str | None = None, **data) -> AppTest:
-    """A new session, run once: opened with ``?s=<token>`` when given; ``data`` presets the
-    sample-data widgets (e.g. a small layer)."""
+SMALL_LAYER = {"in_features": 96, "out_features": 64, "batch_size": 64, "num_batches": 4}
+
+
+def open_app(token: str | None = None, state: dict | None = None, **data) -> AppTest:
+    """A new session, run once: opened with ``?s=<token>`` when given; ``state`` presets
+    session keys and ``data`` the sample-data widgets (e.g. ``**SMALL_LAYER``)."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     if token is not None:
         at.query_params["s"] = token
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
     for name, value in data.items():
         at.session_state[S.data_key(name)] = value
     at.run()

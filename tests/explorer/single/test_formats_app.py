@@ -13,7 +13,7 @@ from explorer.core import state as S
 from explorer.single import state as SINGLE
 from quantlib.bit_type import BitType
 from quantlib.formats.grid import signed_grid
-from tests.helpers import APP, TIMEOUT
+from tests.helpers import open_app
 
 SMALL_LAYER = {"in_features": 96, "out_features": 64, "batch_size": 64, "num_batches": 2}
 FLOAT_FORMATS = [name for name in S.FORMAT_CHOICES if name != S.INT_FORMAT]
@@ -27,12 +27,7 @@ def clear_caches():
 
 
 def start_app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for name, value in SMALL_LAYER.items():
-        at.session_state[S.data_key(name)] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app(**SMALL_LAYER)
 
 
 def figures(at: AppTest) -> dict[str, dict]:

@@ -11,9 +11,7 @@ from explorer.core import cache
 from explorer.core import state as S
 from explorer.transform import state as T
 from quantlib.config_loader import load_config_from_string
-from tests.helpers import APP, TIMEOUT
-
-SMALL_LAYER = {"in_features": 96, "out_features": 64, "batch_size": 64, "num_batches": 4}
+from tests.helpers import APP, SMALL_LAYER, TIMEOUT, open_app
 
 
 @pytest.fixture(autouse=True)
@@ -24,13 +22,7 @@ def clear_caches():
 
 
 def start_app(**data) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for name, value in {**SMALL_LAYER, **data}.items():
-        at.session_state[S.data_key(name)] = value
-    at.session_state[T.OPEN] = True  # the panel's expander, open
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app(state={T.OPEN: True}, **{**SMALL_LAYER, **data})  # the panel, open
 
 
 def titles(at: AppTest) -> list[str]:
