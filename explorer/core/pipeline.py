@@ -396,7 +396,6 @@ def _tensor_result(name, config, quantizer, profile, error, labels, channels) ->
     )
 
 
-
 def _stage_label(stage: str) -> str:
     """``calibration_ms`` -> ``calibration``: the axis already says ms."""
     return stage.removesuffix("_ms").replace("_", " ")
