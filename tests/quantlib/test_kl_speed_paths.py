@@ -85,6 +85,19 @@ def test_blocked_histogram_edge_values():
         assert (hist.sum(1) == values.shape[1]).all()
 
 
+@pytest.mark.parametrize("shape", [(1, 2**21 + 4099), (3, 2**20 + 7), (4096, 640)],
+                         ids=["layer", "long-rows", "many-rows"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threaded_histogram_equals_signed_bincount(shape, threads, monkeypatch):
+    """Large tensors are counted on several threads (each its own share of blocks, then one
+    sum): the same counts as one bincount, whatever the thread count."""
+    monkeypatch.setattr(kl.torch, "get_num_threads", lambda: threads)
+    x = data("outliers", shape, seed=11)
+    assert kl._histogram_workers(x) == threads
+    hist, _ = kl.abs_histogram(x, 2048)
+    assert torch.equal(hist, signed_bincount_histogram(x, 2048))
+
+
 @pytest.mark.parametrize("nq,bins,channels", [(128, 2048, 1), (128, 512, 5), (12, 300, 3)],
                          ids=["8bit-2048", "rows", "nq-not-power-of-two"])
 def test_kl_terms_equal_loop_reference(nq, bins, channels):

@@ -65,3 +65,46 @@ def test_a_refused_batch_leaves_the_observer_as_it_was(monkeypatch):
     assert obs.num_observed == 0
     obs.update(torch.randn(50))  # fits under the cap
     assert obs.num_observed == 50
+
+
+STORED_OBSERVERS = ["PercentileObserver", "OmseObserver", "KLObserver"]
+
+
+@pytest.mark.parametrize("observer", STORED_OBSERVERS)
+def test_stored_batch_changed_in_place_is_refused(observer):
+    """A batch is kept without a copy: changing it in place after update() raises (naming the
+    batch) instead of calibrating on values that are no longer the observed ones."""
+    obs = build_observer(QuantConfig(observer_type=observer), name="blk.out")
+    first, second = torch.randn(4, 300), torch.randn(4, 300)
+    obs.update(first)
+    obs.update(second)
+    second.mul_(3)
+    with pytest.raises(RuntimeError, match=r"blk.out: calibration batch 2 was changed in "
+                                           r"place after .*update\(\).*clone"):
+        obs.get_quantization_params()
+
+
+@pytest.mark.parametrize("observer", STORED_OBSERVERS)
+def test_stored_batch_is_copied_when_a_check_cannot_vouch_for_it(observer):
+    """Copied, so later changes to the caller's memory change nothing: a small slice of a large
+    tensor (kept, it would pin the whole storage) and an inference tensor (no version)."""
+    config = QuantConfig(observer_type=observer)
+    big = torch.randn(100, 1000)
+    with torch.inference_mode():
+        frozen = torch.randn(1000)
+    expected = []
+    for batch in (big[7], frozen):
+        obs = build_observer(config)
+        obs.update(batch.clone())
+        expected.append(obs.get_quantization_params())
+    got = []
+    for batch in (big[7], frozen):
+        obs = build_observer(config)
+        obs.update(batch)
+        got.append(obs)
+    big.mul_(5)
+    with torch.inference_mode():
+        frozen.mul_(5)
+    for obs, (scale, zero) in zip(got, expected):
+        new_scale, new_zero = obs.get_quantization_params()
+        assert torch.equal(new_scale, scale) and torch.equal(new_zero, zero)
