@@ -21,6 +21,7 @@ from explorer.core.blocks import MAX_HEATMAP_SIDE, block_reduce
 MAX_HISTOGRAM_BINS = 512
 MAX_CHANNEL_POINTS = 4096
 MAX_LEVEL_LINES = 64
+LOG_EMPTY_BIN = 0.5  # where a log-scale histogram draws an empty bin: under a count of 1
 INF_QSNR_MARGIN_DB = 10.0
 ALL_LOSSLESS_DISPLAY_DB = 100.0
 
@@ -72,57 +73,56 @@ def make_histogram_figure(
     # Step outlines (one SVG path per trace, far cheaper to draw than a bar per bin): fp32 as
     # a filled area, the dequantized copy as a line on top, so neither hides the other.
     # ``x`` is the B+1 edges and ``y`` each bin's count, repeated at the last edge.
-    bin_ranges = np.stack([edges, np.append(edges[1:], edges[-1])], axis=-1)
-    fig = go.Figure()
+    # On a log axis an empty bin is drawn at LOG_EMPTY_BIN, under the lowest count (1), so the
+    # outline stays one path: gaps (NaN) split a sparse dequantized histogram into a path per
+    # non-empty bin, 100+ SVG paths for the browser to build on every edit. The hover reads
+    # the true count from customdata [bin start, bin end, count].
+    next_edges = np.append(edges[1:], edges[-1])
+    traces = []
     for name, counts, style in (
         ("fp32", fp32_counts, {"line": {"color": FP32_COLOR, "width": 1},
                                "fill": "tozeroy", "fillcolor": FP32_FILL}),
         ("dequantized", dequant_counts, {"line": {"color": DEQUANT_COLOR, "width": 1.5}}),
     ):
-        shown = np.where(counts > 0, counts, np.nan) if log_y else counts  # log(0): a gap
-        fig.add_trace(
-            go.Scatter(
-                x=edges,
-                y=np.append(shown, shown[-1]),
-                name=name,
-                mode="lines",
-                line_shape="hv",
-                customdata=bin_ranges,
-                hovertemplate=(
-                    f"<b>{name}</b><br>bin [%{{customdata[0]:.4g}}, %{{customdata[1]:.4g}})"
-                    "<br>count %{y:,}<extra></extra>"
-                ),
-                **style,
-            )
-        )
+        shown = np.where(counts > 0, counts, LOG_EMPTY_BIN) if log_y else counts
+        traces.append({
+            "type": "scatter", "x": edges, "y": np.append(shown, shown[-1]), "name": name,
+            "mode": "lines", "line_shape": "hv",
+            "customdata": np.stack([edges, next_edges, np.append(counts, counts[-1])], -1),
+            "hovertemplate": (f"<b>{name}</b><br>bin [%{{customdata[0]:.4g}}, "
+                              "%{customdata[1]:.4g})<br>count %{customdata[2]:,}<extra></extra>"),
+            **style,
+        })
     clip_lo, clip_hi = (float(v) for v in histogram["clip_range"])
-    for name, x in (("clip lo", clip_lo), ("clip hi", clip_hi)):
-        fig.add_vline(
-            x=x,
-            name=name,
-            showlegend=True,
-            line={"color": CLIP_COLOR, "dash": "dash", "width": 2},
-            label={
-                "text": f"{name} = {x:.4g}",
-                "textposition": "end",
-                "font": {"size": 11},
-            },
-        )
+    shapes = [
+        _vertical_line(x, name=name, showlegend=True,
+                       line={"color": CLIP_COLOR, "dash": "dash", "width": 2},
+                       label={"text": f"{name} = {x:.4g}", "textposition": "end",
+                              "font": {"size": 11}})
+        for name, x in (("clip lo", clip_lo), ("clip hi", clip_hi))
+    ]
     note = ""
     if levels is not None:
-        note = _add_level_grid(fig, as_numpy(levels, np.float64).ravel())
+        level_lines, note = _level_lines(as_numpy(levels, np.float64).ravel())
+        shapes += level_lines
     second = " · ".join(part for part in (subtitle, note) if part)
-    fig.update_layout(
-        title=title + (f"<br><sup>{second}</sup>" if second else ""),
-        hovermode="closest",
-        xaxis_title="value",
-        yaxis_title="count (log scale)" if log_y else "count",
-        legend={"orientation": "h", "y": -0.2},
-        height=COMPACT_HEIGHT, margin={**COMPACT_MARGIN, "t": 64 if second else 48},
-    )
+    yaxis = {"title": {"text": "count (log scale)" if log_y else "count"}}
     if log_y:
-        fig.update_yaxes(type="log", dtick=1)  # label powers of ten only, not 2 and 5
-    return fig
+        yaxis.update(type="log", dtick=1)  # label powers of ten only, not 2 and 5
+    # One constructor call: Plotly validates the whole figure once (8 ms), where add_vline and
+    # update_layout per part took 20-40 ms.
+    return go.Figure({"data": traces, "layout": {
+        "title": {"text": title + (f"<br><sup>{second}</sup>" if second else "")},
+        "hovermode": "closest", "xaxis": {"title": {"text": "value"}}, "yaxis": yaxis,
+        "legend": {"orientation": "h", "y": -0.2}, "shapes": shapes,
+        "height": COMPACT_HEIGHT, "margin": {**COMPACT_MARGIN, "t": 64 if second else 48},
+    }})
+
+
+def _vertical_line(x: float, **style) -> dict:
+    """A shape spanning the plot's height at ``x`` (what ``add_vline`` makes)."""
+    return {"type": "line", "xref": "x", "yref": "y domain", "x0": x, "x1": x, "y0": 0,
+            "y1": 1, **style}
 
 
 def make_error_heatmap(
@@ -305,23 +305,19 @@ def figure_payload_bytes(fig: go.Figure) -> int:
     return len(fig.to_json().encode("utf-8"))
 
 
-def _add_level_grid(fig: go.Figure, levels: np.ndarray) -> str:
-    """Draw up to ``MAX_LEVEL_LINES`` evenly chosen levels as light lines; return a title note."""
+def _level_lines(levels: np.ndarray) -> tuple[list[dict], str]:
+    """Up to ``MAX_LEVEL_LINES`` evenly chosen levels as light vertical lines, and a title
+    note."""
     levels = np.unique(levels[np.isfinite(levels)])
     drawn = levels
     if levels.size > MAX_LEVEL_LINES:
         drawn = levels[np.linspace(0, levels.size - 1, MAX_LEVEL_LINES).round().astype(int)]
-    # One layout update for all lines: add_vline per level costs ~20 ms each.
     line = {"color": LEVEL_COLOR, "width": 1}
-    lines = [
-        {"type": "line", "name": "quantization level", "layer": "below", "xref": "x",
-         "yref": "y domain", "x0": x, "x1": x, "y0": 0, "y1": 1, "line": line}
-        for x in drawn.tolist()
-    ]
-    fig.update_layout(shapes=[*fig.layout.shapes, *lines])
+    lines = [_vertical_line(x, name="quantization level", layer="below", line=line)
+             for x in drawn.tolist()]
     if drawn.size < levels.size:
-        return f"showing {drawn.size} of {levels.size} quantization levels"
-    return f"{levels.size} quantization levels"
+        return lines, f"showing {drawn.size} of {levels.size} quantization levels"
+    return lines, f"{levels.size} quantization levels"
 
 
 def _merge_bins(

@@ -10,6 +10,7 @@ import torch
 from explorer.core.blocks import block_reduce
 from explorer.core.channel_figures import make_per_channel_figure
 from explorer.core.figures import (
+    LOG_EMPTY_BIN,
     MAX_CHANNEL_POINTS,
     MAX_LEVEL_LINES,
     figure_payload_bytes,
@@ -62,9 +63,16 @@ def test_histogram_draws_both_counts_and_clip_lines_at_the_clip_range(log_y):
         # a step outline over the edges: each bin's count from its left edge to the next
         assert trace.line.shape == "hv" and trace.mode == "lines"
         np.testing.assert_allclose(trace.x, edges)
-        expected = np.where(counts > 0, counts, np.nan) if log_y else counts
+        # log scale: an empty bin sits under a count of 1, so the outline stays one path
+        expected = np.where(counts > 0, counts, LOG_EMPTY_BIN) if log_y else counts
         np.testing.assert_array_equal(trace.y[:-1], expected)
-        assert trace.y[-1] == trace.y[-2] or np.isnan(trace.y[-1])
+        assert trace.y[-1] == trace.y[-2]
+        assert 0 < LOG_EMPTY_BIN < 1 and not np.isnan(trace.y).any()
+        # the hover shows the true count and the bin's range
+        np.testing.assert_array_equal(trace.customdata[:-1, 2], counts)
+        np.testing.assert_allclose(trace.customdata[:, 0], edges)
+        np.testing.assert_allclose(trace.customdata[:-1, 1], edges[1:])
+        assert "customdata[2]" in trace.hovertemplate
     assert fp32.fill == "tozeroy" and dequant.fill is None  # the line never hides the area
     for name, x in (("clip lo", -0.75), ("clip hi", 0.5)):
         (line,) = shapes_named(fig, name)
