@@ -42,15 +42,28 @@ class StoredDataObserver(BaseObserver):
         self._versions.append(_version(flat))
         self._derived.clear()
 
-    def observed_values(self) -> torch.Tensor:
-        """All observed values as one [C, N] float32 tensor. Raises RuntimeError when a
-        batch was changed in place after `update` (its values are gone)."""
+    def _check_versions(self) -> None:
+        """RuntimeError when a kept batch was changed in place after `update`."""
         for index, (chunk, version) in enumerate(zip(self._chunks, self._versions)):
             if _version(chunk) != version:
                 raise RuntimeError(
                     f"{self.name}: calibration batch {index + 1} was changed in place after "
                     f"{type(self).__name__}.update(), which keeps it without a copy; pass "
                     "a copy (tensor.clone()) if you reuse its memory")
+
+    def __getstate__(self) -> dict:
+        self._check_versions()  # a copy of changed values would hide the change
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        # deepcopy and unpickling give fresh tensors (version 0), held only by this copy
+        self._versions = [_version(chunk) for chunk in self._chunks]
+
+    def observed_values(self) -> torch.Tensor:
+        """All observed values as one [C, N] float32 tensor. Raises RuntimeError when a
+        batch was changed in place after `update` (its values are gone)."""
+        self._check_versions()
         if len(self._chunks) > 1:
             self._chunks = [torch.cat(self._chunks, dim=1)]
             self._versions = [_version(self._chunks[0])]

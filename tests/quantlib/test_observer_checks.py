@@ -108,3 +108,24 @@ def test_stored_batch_is_copied_when_a_check_cannot_vouch_for_it(observer):
     for obs, (scale, zero) in zip(got, expected):
         new_scale, new_zero = obs.get_quantization_params()
         assert torch.equal(new_scale, scale) and torch.equal(new_zero, zero)
+
+
+@pytest.mark.parametrize("observer", STORED_OBSERVERS)
+def test_copies_of_a_stored_observer_keep_working(observer):
+    """copy.copy shares the batches, copy.deepcopy and pickle copy them: every copy gives the
+    original's qparams (a deep copy's tensors start a new version counter), and copying an
+    observer whose batch was changed in place raises."""
+    import copy
+    import pickle
+
+    batch = torch.randn(4, 500)
+    batch.add_(1.0)  # a version counter above zero before update()
+    obs = build_observer(QuantConfig(observer_type=observer), name="blk.out")
+    obs.update(batch)
+    expected = obs.get_quantization_params()
+    for twin in (copy.copy(obs), copy.deepcopy(obs), pickle.loads(pickle.dumps(obs))):
+        scale, zero = twin.get_quantization_params()
+        assert torch.equal(scale, expected[0]) and torch.equal(zero, expected[1])
+    batch.mul_(2)
+    with pytest.raises(RuntimeError, match="changed in place"):
+        copy.deepcopy(obs)
