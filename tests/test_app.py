@@ -23,10 +23,9 @@ from explorer.single import state as SINGLE
 from explorer.teach import state as TS
 from quantlib.config_loader import ConfigError
 from quantlib.quant_config import OBSERVER_TYPES
-from tests.helpers import APP, TIMEOUT, link_token, npy_upload, open_app
+from tests.helpers import SMALL_LAYER, link_token, npy_upload, open_app
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL_LAYER = {"in_features": 96, "out_features": 64, "batch_size": 64, "num_batches": 4}
 FINITE_DB = re.compile(r"-?\d+\.\d\d dB")
 
 
@@ -37,30 +36,20 @@ def clear_caches():
     cache.clear_all()
 
 
-def start_app(**data) -> AppTest:
-    """Run the app once; ``data`` presets sample-data widgets (e.g. a small layer)."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for name, value in data.items():
-        at.session_state[S.data_key(name)] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 @pytest.fixture(scope="module")
 def _warm_torch():
     """One throwaway run so torch's first-call warm-up is not charged to a single test."""
-    start_app(**SMALL_LAYER)
+    open_app(**SMALL_LAYER)
 
 
 @pytest.fixture
 def app(_warm_torch) -> AppTest:
-    return start_app()
+    return open_app()
 
 
 @pytest.fixture
 def small_app(_warm_torch) -> AppTest:
-    return start_app(**SMALL_LAYER)
+    return open_app(**SMALL_LAYER)
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -412,7 +401,7 @@ def digits_home(_digits_cache_home, monkeypatch):
 
 
 def test_trained_digits_source_quantizes_a_real_layer(digits_home, _warm_torch):
-    at = start_app(**SMALL_LAYER)
+    at = open_app(**SMALL_LAYER)
     at.selectbox(key=S.data_key("source")).set_value("digits").run()
     assert not at.exception and not errors(at)
     assert list((digits_home / "quant-explorer").glob("*.safetensors"))  # trained and cached
@@ -435,7 +424,7 @@ def test_trained_digits_source_quantizes_a_real_layer(digits_home, _warm_torch):
 
 
 def test_whole_model_tab_shows_accuracy_table_and_charts(digits_home, _warm_torch):
-    at = start_app(**SMALL_LAYER)
+    at = open_app(**SMALL_LAYER)
     assert not any(m.label == "fp32 accuracy" for m in at.metric)  # lazy: tab closed
     at.session_state[S.TABS] = "Whole model"
     at.run()
@@ -476,7 +465,7 @@ def test_whole_model_tab_shows_accuracy_table_and_charts(digits_home, _warm_torc
 def test_tensor_upload_quantizes_it_and_a_corrupt_file_keeps_the_app_working(_warm_torch):
     import numpy as np
 
-    at = start_app(source="upload", num_batches=2, batch_size=32)
+    at = open_app(source="upload", num_batches=2, batch_size=32)
     assert any("Upload a weight tensor" in i.value for i in at.info)
     weight = np.random.default_rng(0).standard_normal((48, 80)).astype(np.float32)
     at.file_uploader(key=DS.UPLOAD_WEIGHT_FILE).set_value(npy_upload("w.npy", weight)).run()
@@ -820,7 +809,7 @@ def test_every_widget_of_the_tab_has_plain_help(small_app, digits_home, tab):
 
 @pytest.mark.parametrize("source", ["synthetic", "digits", "upload"])
 def test_every_single_layer_and_sidebar_widget_has_plain_help(digits_home, _warm_torch, source):
-    at = start_app(source=source, **SMALL_LAYER)
+    at = open_app(source=source, **SMALL_LAYER)
     at.toggle(key=S.ACT_ENABLED).set_value(True).run()  # the activation editor too
     for view in ("Error maps", "Per channel"):  # the views with their own toggles
         at.session_state[SINGLE.RESULT_VIEW] = view
@@ -878,7 +867,7 @@ def test_scenario_load_confirms_by_its_button_and_clears_the_preset(small_app):
 
 
 def test_whole_model_shows_no_signed_zero_change(digits_home, _warm_torch):
-    at = start_app(**SMALL_LAYER)
+    at = open_app(**SMALL_LAYER)
     at.session_state[S.TABS] = "Whole model"
     at.run()
     card = next(m for m in at.metric if m.label == "Quantized accuracy")

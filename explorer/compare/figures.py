@@ -235,12 +235,16 @@ def _sweep_per_element(sweeps: Mapping[str, Sweep], chosen: Mapping[str, Mapping
                     legendgroup=name, showlegend=False,
                     hovertemplate=f"<b>{name}</b>: its own {tensor} config, "
                                   f"{x[i]:.3f} bits/element<extra></extra>"), row=1, col=col)
-        fig.update_xaxes(title_text="bits per element (scales included)", row=1, col=col)
-        fig.update_yaxes(title_text="QSNR (dB)", row=1, col=col)
+        _label_bits_qsnr_axes(fig, col)
     fig.update_layout(title="Bit-width sweep: QSNR vs bits per element (float formats: one "
                             "point each; ★ = the config's own)",
                       hovermode="closest", legend={"orientation": "h", "y": -0.2}, height=460)
     return fig
+
+
+def _label_bits_qsnr_axes(fig: go.Figure, col: int) -> None:
+    fig.update_xaxes(title_text="bits per element (scales included)", row=1, col=col)
+    fig.update_yaxes(title_text="QSNR (dB)", row=1, col=col)
 
 
 def make_pareto_figure(runs: Mapping, colors: Mapping[str, str]) -> go.Figure:
@@ -270,8 +274,7 @@ def make_pareto_figure(runs: Mapping, colors: Mapping[str, str]) -> go.Figure:
                               + ("+inf (lossless)" if q == math.inf else f"{q:.2f} dB")
                               + ("<br>on the Pareto front" if name in front else "")
                               + "<extra></extra>"), row=1, col=col)
-        fig.update_xaxes(title_text="bits per element (scales included)", row=1, col=col)
-        fig.update_yaxes(title_text="QSNR (dB)", row=1, col=col)
+        _label_bits_qsnr_axes(fig, col)
     fig.update_layout(title="QSNR vs bits per element (★ = on the Pareto front: nothing "
                             "cheaper is better)",
                       hovermode="closest", legend={"orientation": "h", "y": -0.2}, height=420)

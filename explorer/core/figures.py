@@ -178,10 +178,7 @@ def make_block_heatmap(
         shown = "10^%{z:.2f}"
     row_starts = np.arange(reduced.shape[0]) * row_block
     col_starts = np.arange(reduced.shape[1]) * col_block
-    if aggregated:
-        where = f"{row_label} %{{y}}…+{row_block - 1}<br>{col_label} %{{x}}…+{col_block - 1}"
-    else:
-        where = f"{row_label} %{{y}}<br>{col_label} %{{x}}"
+    where = _block_position(row_label, col_label, row_block, col_block)
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -219,10 +216,7 @@ def make_scale_heatmap(
     log2 = np.where(z > 0, np.log2(np.where(z > 0, z, 1.0)), np.nan)
     aggregated = row_block > 1 or col_block > 1
     value_label = f"mean scale per {row_block}×{col_block} cells" if aggregated else "scale"
-    if aggregated:
-        where = f"{row_label} %{{y}}…+{row_block - 1}<br>{col_label} %{{x}}…+{col_block - 1}"
-    else:
-        where = f"{row_label} %{{y}}<br>{col_label} %{{x}}"
+    where = _block_position(row_label, col_label, row_block, col_block)
     fig = go.Figure(go.Heatmap(
         z=log2, x=np.arange(z.shape[1]) * col_block, y=np.arange(z.shape[0]) * row_block,
         customdata=z, colorscale="Viridis",
@@ -233,6 +227,14 @@ def make_scale_heatmap(
                       yaxis_title=row_label, height=COMPACT_HEIGHT, margin=COMPACT_MARGIN)
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def _block_position(row_label: str, col_label: str, row_block: int, col_block: int) -> str:
+    """A block heatmap cell's hover position: its first row and column, and the block's
+    extent when cells aggregate blocks."""
+    if row_block > 1 or col_block > 1:
+        return f"{row_label} %{{y}}…+{row_block - 1}<br>{col_label} %{{x}}…+{col_block - 1}"
+    return f"{row_label} %{{y}}<br>{col_label} %{{x}}"
 
 
 def make_timing_figure(time_ms: Mapping[str, Mapping[str, float]]) -> go.Figure:

@@ -53,3 +53,16 @@ def open_page(sync_playwright, width: int, height: int, timeout_ms: int):
             yield page
         finally:
             browser.close()
+
+
+def set_number_inputs(page, values) -> None:
+    """Type each ``(label, value)`` into the sidebar number input of that label and press Enter,
+    waiting until the page shows the value (each edit reruns the app)."""
+    for label, value in values:
+        box = page.get_by_role("spinbutton", name=label, exact=True)
+        box.fill(str(value))
+        box.press("Enter")
+        page.wait_for_function(
+            """([label, value]) => [...document.querySelectorAll('input')]
+                .some(i => i.getAttribute('aria-label') === label && i.value === value)""",
+            arg=[label, str(value)])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import open_page
+from tests.browser.conftest import open_page, set_number_inputs
 
 pytestmark = pytest.mark.browser
 
@@ -147,15 +147,8 @@ def _open_tab(page, name: str, shows) -> None:
 def test_compare_tab_classic_set_draws_four_named_series(page):
     # A small layer keeps the four calibrations and their sweeps quick (set at once:
     # the edit interrupts the first run on the default layer).
-    for label, value in (("In features", 96), ("Out features", 64), ("Batches", 4),
-                         ("Batch size", 64)):
-        box = page.get_by_role("spinbutton", name=label, exact=True)
-        box.fill(str(value))
-        box.press("Enter")
-        page.wait_for_function(
-            """([label, value]) => [...document.querySelectorAll('input')]
-                .some(i => i.getAttribute('aria-label') === label
-                      && i.value === value)""", arg=[label, str(value)])
+    set_number_inputs(page, (("In features", 96), ("Out features", 64), ("Batches", 4),
+                             ("Batch size", 64)))
     classic = page.get_by_role("button", name="Classic set: MinMax vs Percentile vs "
                                              "OMSE vs KL")
     _open_tab(page, "Compare", classic)

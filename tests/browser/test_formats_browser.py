@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.conftest import set_number_inputs
 from tests.browser.test_browser import app_url, page  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
@@ -18,18 +19,6 @@ HISTOGRAM_TITLE = """(fmt) => [...document.querySelectorAll('.js-plotly-plot')]
 # Every float format, NVFP4 last (the Block scales view is then checked on its 16-value blocks).
 FORMATS = ("fp8_e4m3", "fp8_e5m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2",
            "mxint8", "mxfp4", "nvfp4")
-
-
-def _small_layer(page) -> None:  # noqa: F811 - the page fixture
-    for label, value in (("In features", 96), ("Out features", 64), ("Batches", 2),
-                         ("Batch size", 64)):
-        box = page.get_by_role("spinbutton", name=label, exact=True)
-        box.fill(str(value))
-        box.press("Enter")
-        page.wait_for_function(
-            """([label, value]) => [...document.querySelectorAll('input')]
-                .some(i => i.getAttribute('aria-label') === label && i.value === value)""",
-            arg=[label, str(value)])
 
 
 def _pick_format(page, name: str) -> None:  # noqa: F811
@@ -58,7 +47,8 @@ def _wait_idle(page) -> None:  # noqa: F811
 def test_picking_each_float_format_redraws_grid_and_block_scales(page):  # noqa: F811
     page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(1).wait_for(
         state="visible")
-    _small_layer(page)
+    set_number_inputs(page, (("In features", 96), ("Out features", 64), ("Batches", 2),
+                             ("Batch size", 64)))
     for name in FORMATS:
         _pick_format(page, name)
         assert page.locator('[data-testid="stException"]').count() == 0

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import open_page
+from tests.browser.conftest import open_page, set_number_inputs
 from tests.browser.test_browser import _open_tab, app_url  # noqa: F401 - app_url: a fixture
 
 pytestmark = pytest.mark.browser
@@ -95,17 +95,6 @@ def _overlap(a: dict, b: dict, slack: float = 0.5) -> bool:
             and a["y0"] < b["y1"] - slack and b["y0"] < a["y1"] - slack)
 
 
-def _set_small_layer(page) -> None:
-    for label, value in SMALL_LAYER:
-        box = page.get_by_role("spinbutton", name=label, exact=True)
-        box.fill(str(value))
-        box.press("Enter")
-        page.wait_for_function(
-            """([label, value]) => [...document.querySelectorAll('input')]
-                .some(i => i.getAttribute('aria-label') === label && i.value === value)""",
-            arg=[label, str(value)])
-
-
 def _screenshot(page, path: Path, width: int, height: int) -> None:
     """The whole tab: the viewport grows to the main column's height (Streamlit scrolls
     inside it), then goes back."""
@@ -125,7 +114,7 @@ def test_tabs_fit_explain_and_do_not_overlap(sync_playwright, app_url, size):  #
     with open_page(sync_playwright, width, height, PAGE_TIMEOUT_MS) as page:
         page.goto(app_url)
         page.locator('[data-testid="stPlotlyChart"]').first.wait_for(state="visible")
-        _set_small_layer(page)
+        set_number_inputs(page, SMALL_LAYER)
         problems = []
         for tab, (name, drawn) in TABS.items():
             _open_tab(page, tab, page.get_by_role("tab", name=tab, exact=True))

@@ -21,6 +21,7 @@ from quantlib.observers import build_observer
 from quantlib.observers.kl import abs_histogram, kl_divergence_by_threshold
 from quantlib.quant_config import QuantConfig
 from quantlib.quant_linear import QuantLinear
+from tests.quantlib.kl_reference import reference_kl
 
 FP8 = ("fp8_e4m3", "fp8_e5m2")
 
@@ -31,23 +32,6 @@ def grid_edges(name: str) -> np.ndarray:
     edges = grid / grid[1]
     assert np.array_equal(edges, np.round(edges))
     return edges.astype(np.int64)
-
-
-def reference_kl(hist: np.ndarray, edges: np.ndarray, i: int) -> float:
-    """KL(P || Q) for i bins kept, Q grouped by the grid: bin j in group k when level k <=
-    j / i * max < level k + 1 (compared exactly, in integers)."""
-    p = hist[:i].astype(np.float64)
-    p[-1] += hist[i:].sum()
-    group = np.searchsorted(edges * i, np.arange(i) * edges[-1], side="right") - 1
-    q = np.zeros(i)
-    for k in np.unique(group):
-        members = group == k
-        nonzero = members & (hist[:i] > 0)
-        if nonzero.any():
-            q[nonzero] = hist[:i][members].sum() / nonzero.sum()
-    p, q = p / p.sum(), q / q.sum()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.where(p > 0, p * np.log(p / q), 0.0).sum())
 
 
 @pytest.mark.parametrize("name", FP8)

@@ -12,6 +12,7 @@ from quantlib.observers import OBSERVER_REGISTRY, build_observer
 from quantlib.observers.kl import abs_histogram, kl_divergence_by_threshold
 from quantlib.quant_config import OBSERVER_TYPES, QuantConfig
 from quantlib.quantizers import calculate_qparams, fake_quantize
+from tests.quantlib.kl_reference import reference_kl
 
 
 def make_config(observer="MinmaxObserver", mode="layer_wise", method="Uniform", bits=8,
@@ -200,19 +201,9 @@ def reference_kl_threshold_bin(hist: np.ndarray, nq: int) -> int:
     """Straightforward entropy calibration: loop over every candidate bin count i (an empty
     quantized distribution scores NaN and never wins); the last minimum wins."""
     best_i, best_kl = None, math.inf
+    uniform_edges = np.arange(nq + 1)  # group k: bins j with k <= j * nq / i < k + 1
     for i in range(nq, len(hist) + 1):
-        p = hist[:i].astype(np.float64)
-        p[-1] += hist[i:].sum()
-        group = (np.arange(i) * nq) // i
-        q = np.zeros(i)
-        for k in range(nq):
-            members = group == k
-            nonzero = members & (hist[:i] > 0)
-            if nonzero.any():
-                q[nonzero] = hist[:i][members].sum() / nonzero.sum()
-        p, q = p / p.sum(), q / q.sum()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            kl = np.where(p > 0, p * np.log(p / q), 0.0).sum()
+        kl = reference_kl(hist, uniform_edges, i)
         if kl <= best_kl:  # last minimum, like ModelOpt
             best_i, best_kl = i, kl
     return best_i
