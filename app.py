@@ -16,6 +16,7 @@ import streamlit as st
 
 from explorer.compare import panel as compare_panel
 from explorer.core import state as S
+from explorer.core.compute_threads import threads_for, work_elements
 from explorer.data.encoders import configure_from_argv
 from explorer.data.state import init_data_state
 from explorer.model import panel as model_panel
@@ -42,6 +43,27 @@ PAGE_STYLE = ("<style>"
               '[class*="st-key-fields-"] [data-testid="stColumn"] {min-width: 0;}}'
               "</style>")
 
+
+@st.fragment
+def single_layer(settings):
+    """The Single layer tab and the sidebar's share section. An edit in here reruns only this
+    function (a fragment): the sidebar's widgets and the closed tabs are not sent again."""
+    with threads_for(work_elements(settings)):  # one torch thread for small layers
+        single_panel.render_start_here(st.session_state)
+        configs, has_errors = single_panel.render_editors(st.session_state)
+        # the document's transform: section (SmoothQuant, rotation, AWQ, GPTQ), when switched on
+        configs = transform_panel.with_document_transform(st.session_state, configs)
+        computed, stale = S.keep_last_good(
+            st.session_state, S.LAST_GOOD,
+            None if configs is None else single_panel.compute_results(configs, settings))
+        single_panel.render_results(computed, stale, has_errors)
+        transform_panel.render_transform(st.session_state, configs, settings)  # below results
+        # The sidebar's link and downloads describe the results on screen (never stale ones).
+        share_panel.render_share_export(st.session_state, configs, settings,
+                                        None if stale else computed)
+    return configs, has_errors
+
+
 configure_from_argv(sys.argv[1:])  # `-- --model-dir DIR`: your checkpoint (server-side only)
 st.set_page_config(page_title="Quantization Explorer", page_icon="🔢", layout="wide")
 for init in (S.init_state, init_data_state, init_single_state, init_model_state,
@@ -60,15 +82,7 @@ share_panel.render_link_notice(st.session_state)
 (single_layer_tab, whole_model_tab, compare_tab, teach_tab) = st.tabs(
     ["Single layer", "Whole model", "Compare", "Teach"], key=S.TABS, on_change="rerun")
 with single_layer_tab:
-    single_panel.render_start_here(st.session_state)
-    configs, has_errors = single_panel.render_editors(st.session_state)
-    # the document's transform: section (SmoothQuant, rotation, AWQ, GPTQ), when switched on
-    configs = transform_panel.with_document_transform(st.session_state, configs)
-    computed, stale = S.keep_last_good(
-        st.session_state, S.LAST_GOOD,
-        None if configs is None else single_panel.compute_results(configs, settings))
-    single_panel.render_results(computed, stale, has_errors)
-    transform_panel.render_transform(st.session_state, configs, settings)  # below the results
+    configs, has_errors = single_layer(settings)
 with whole_model_tab:
     if whole_model_tab.open:  # quantizes the whole digits MLP only while this tab is open
         model_panel.render_whole_model(st.session_state, configs, has_errors)
@@ -78,6 +92,3 @@ with compare_tab:
 with teach_tab:
     if teach_tab.open:  # explains the current config with its own numbers
         teach_panel.render_teach(st.session_state, configs, settings)
-# Sidebar, last: the link and downloads describe the results on screen (never stale ones).
-share_panel.render_share_export(st.session_state, configs, settings,
-                                None if stale else computed)

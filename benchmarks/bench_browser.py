@@ -199,8 +199,8 @@ def describe(payload: bytes) -> tuple[str, bool]:
         return f"delta:{delta_kind}", False
     element = msg.delta.new_element
     element_kind = element.WhichOneof("type")
-    if element_kind == "plotly_chart":
-        parts = element.plotly_chart.id.split("-", 2)  # $$ID-<hash>-<user key>
+    if element_kind in ("plotly_chart", "bidi_component"):  # st.plotly_chart, live_chart
+        parts = getattr(element, element_kind).id.split("-", 2)  # $$ID-<hash>-<user key>
         return f"plotly:{parts[2] if len(parts) == 3 else '?'}", False
     return element_kind or "element", False
 

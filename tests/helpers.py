@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import zlib
 from pathlib import Path
 
@@ -49,3 +50,19 @@ def npy_bytes(array) -> bytes:
 def npy_upload(name: str, array) -> tuple[str, bytes, str]:
     """A file_uploader value: (name, .npy bytes, mime type)."""
     return name, npy_bytes(array), "application/octet-stream"
+
+
+def chart_specs(at: AppTest) -> list[tuple[str | None, dict]]:
+    """``(key, figure)`` of every chart on the page: `st.plotly_chart`'s, then the Single
+    layer results' live charts (`explorer.core.live_chart`)."""
+    charts = []
+    for element in at.get("plotly_chart") + at.get("bidi_component"):
+        if element.type == "plotly_chart":
+            charts.append((element.key, json.loads(element.proto.spec)))
+        elif element.proto.component_name == "explorer.live_chart":
+            charts.append((element.key, json.loads(json.loads(element.proto.json)["figure"])))
+    return charts
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [figure["layout"]["title"]["text"] for _, figure in chart_specs(at)]

@@ -23,7 +23,7 @@ from explorer.single import state as SINGLE
 from explorer.teach import state as TS
 from quantlib.config_loader import ConfigError
 from quantlib.quant_config import OBSERVER_TYPES
-from tests.helpers import SMALL_LAYER, link_token, npy_upload, open_app
+from tests.helpers import SMALL_LAYER, chart_titles, link_token, npy_upload, open_app
 
 REPO = Path(__file__).resolve().parents[1]
 FINITE_DB = re.compile(r"-?\d+\.\d\d dB")
@@ -56,11 +56,6 @@ def metric(at: AppTest, label: str) -> str:
     values = [m.value for m in at.metric if m.label == label]
     assert len(values) == 1, f"expected one metric {label!r}, got {[m.label for m in at.metric]}"
     return values[0]
-
-
-def chart_titles(at: AppTest) -> list[str]:
-    return [json.loads(chart.proto.spec)["layout"]["title"]["text"]
-            for chart in at.get("plotly_chart")]
 
 
 def result_titles(at: AppTest) -> list[str]:
@@ -141,6 +136,8 @@ def test_valid_yaml_edit_of_weight_bits_changes_the_weight_qsnr(app):
     assert float(after.split()[0]) < float(before.split()[0]) - 15  # ~6 dB per bit
     assert app.number_input(key="weight.bits").value == 4  # YAML -> widget
     assert not errors(app) and not is_stale(app)
+    # The sidebar's download (outside the editors' fragment) gives the edited document.
+    assert "bits: 4" in app.session_state[SINGLE.DOCUMENT].read()
 
 
 def test_metric_cards_show_what_the_last_edit_changed(app):

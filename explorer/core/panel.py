@@ -1,12 +1,19 @@
-"""Run a long computation under a Streamlit progress bar; failures become friendly errors."""
+"""Shared Streamlit pieces: a long computation under a progress bar (failures become friendly
+errors), the stale-results banner, and the live chart (`live_chart`)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
 
+import plotly.graph_objects as go
 import streamlit as st
+import streamlit.components.v1 as components_v1
+
+from explorer.core.live_chart import COMPONENT, JS, assets_dir, figure_json
+from explorer.core.plotly_bundle import CARTESIAN_TRACES
 
 logger = logging.getLogger("explorer")
 
@@ -49,3 +56,22 @@ def render_stale_banner(has_errors: bool, errors_at: str, shown: str) -> None:
     reason = (f"the current config has errors ({errors_at})" if has_errors
               else "the current settings could not be run")
     st.warning(f"**Stale results:** {reason}. {shown}", icon="⏸️")
+
+
+def live_chart(figure: go.Figure, *, key: str, config: dict) -> None:
+    """Draw ``figure`` under ``key``; later runs with the same key update it in place
+    (`explorer.core.live_chart`). A figure with a trace outside the cartesian bundle goes to
+    `st.plotly_chart` instead."""
+    if not {trace.type for trace in figure.data} <= CARTESIAN_TRACES:
+        st.plotly_chart(figure, key=key, config=config, width="stretch")
+        return
+    _live_chart_component()(key=key, data={"figure": figure_json(figure),
+                                           "config": {**config, "responsive": True}})
+
+
+@functools.cache
+def _live_chart_component():
+    # A v1 declaration only to serve plotly.js at /component/<name>/ (nothing mounts it).
+    assets = components_v1.declare_component("plotly_js", path=str(assets_dir()))
+    return st.components.v2.component(COMPONENT, js=JS % {"assets": assets.name},
+                                      isolate_styles=False)

@@ -12,15 +12,18 @@ import gzip
 import html
 import json
 import math
-import re
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 from plotly.offline import get_plotlyjs
 
 from explorer.core.formatting import format_fixed
 from explorer.core.pipeline import DataSettings
+from explorer.core.plotly_bundle import (
+    CARTESIAN_BUNDLE,
+    CARTESIAN_TRACES,
+    cartesian_bundle_matches,
+)
 
 # Readable metric columns: (label with unit, how a value is shown). The raw key stays under
 # each label in small type: it is the column name of the JSON/CSV exports.
@@ -87,36 +90,12 @@ drawReport();
 """
 
 
-# plotly.js's official "cartesian" partial bundle (npm plotly.js-cartesian-dist-min, MIT,
-# gzipped): a third of the full bundle's size, and every trace the report draws is in it.
-CARTESIAN_BUNDLE = Path(__file__).with_name("vendor") / "plotly-cartesian-4.1.1.min.js.gz"
-CARTESIAN_TRACES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2d",
-                              "histogram2dcontour", "image", "pie", "scatter",
-                              "scatterternary", "violin"})
-
-
 def plotly_js_gzip_b64(trace_types: frozenset[str] = frozenset()) -> str:
     """plotly.js, gzipped and base64-encoded: the cartesian bundle when it draws every one of
     ``trace_types`` and matches the installed plotly's plotly.js version, else the full one."""
     if trace_types <= CARTESIAN_TRACES and cartesian_bundle_matches():
         return _cartesian_gzip_b64()
     return _full_gzip_b64()
-
-
-def plotly_js_version(source: str) -> str:
-    """The version in a plotly.js bundle's banner (``plotly.js ... v4.1.1``)."""
-    match = re.search(r"plotly\.js[^\n]*? v(\d+\.\d+\.\d+)", source[:400])
-    return match.group(1) if match else ""
-
-
-@functools.lru_cache(maxsize=1)
-def cartesian_bundle_matches() -> bool:
-    """Whether the vendored bundle is the installed plotly's plotly.js version (figures are
-    written for that version)."""
-    if not CARTESIAN_BUNDLE.is_file():
-        return False
-    banner = gzip.decompress(CARTESIAN_BUNDLE.read_bytes())[:400].decode("ascii", "replace")
-    return plotly_js_version(banner) == plotly_js_version(get_plotlyjs()[:400])
 
 
 @functools.lru_cache(maxsize=1)

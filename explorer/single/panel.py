@@ -13,7 +13,7 @@ import streamlit as st
 
 from explorer.core import state as S
 from explorer.core.formatting import CHART_CONFIG, format_config_error
-from explorer.core.panel import render_stale_banner, run_with_progress
+from explorer.core.panel import live_chart, render_stale_banner, run_with_progress
 from explorer.core.pipeline import TENSOR_TITLES, DataSettings, PipelineResult, config_key
 from explorer.data import panel as data_panel
 from explorer.data import state as DS
@@ -77,7 +77,8 @@ def render_sidebar(state) -> DataSettings:
         st.file_uploader("Upload a YAML config", type=["yaml", "yml"], key=S.UPLOAD,
                          on_change=S.on_upload, args=(state,), max_upload_size=1,
                          help=S.CONFIG_UPLOAD_HELP)
-        st.download_button("Download current YAML", data=S.document_text(state),
+        SS.refresh_document(state)
+        st.download_button("Download current YAML", data=state[SS.DOCUMENT].read,
                            file_name="quant_config.yaml", mime="application/x-yaml",
                            help="Every enabled section as one YAML file, comments kept.",
                            key=S.DOWNLOAD, on_click="ignore", width="stretch")
@@ -170,6 +171,7 @@ def render_editors(state) -> tuple[dict | None, bool]:
             st.error(f"{title} config error — {format_config_error(error)}", icon="🚫")
         for message in warnings:
             st.warning(f"{title}: {message}", icon="⚠️")
+    SS.refresh_document(state)  # the sidebar's download button, drawn outside this fragment
     valid = all(configs[S.RESULT_KEYS[s]] is not None for s in sections)
     return (configs if valid else None), not valid
 
@@ -333,8 +335,8 @@ def render_figures(result: PipelineResult, figures) -> None:
                         else "Nothing to show here: profiling is off for every tensor.")
             for column, key in zip(st.columns(max(len(shown), 1)), shown):
                 with column:
-                    st.plotly_chart(figures[key], key=f"chart.{key}", config=CHART_CONFIG,
-                                    width="stretch")
+                    # updated in place: an edit does not draw the chart from scratch
+                    live_chart(figures[key], key=f"chart.{key}", config=CHART_CONFIG)
                     if key.endswith("_histogram"):
                         _level_caption(result, key.removesuffix("_histogram"))
             st.caption(VIEW_HELP[view])  # under the plots: they come first on the screen

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explorer.core.state import State
+from explorer.core.state import State, document_text
 
 RESULT_VIEW = "single.result_view"  # st.tabs: the open result view (lazy: only it is drawn)
 START_HIDDEN = "single.start_hidden"  # plain: the "start here" strip was dismissed
@@ -10,6 +10,7 @@ CHANNELS_SORTED = "single.channels_sorted"  # toggle: per-channel views worst ch
 ERROR_LOG = "single.error_log"      # toggle: error maps coloured by log10 |error|
 PREVIOUS_METRICS = "single.previous_metrics"  # plain: (config key, {card: value}) shown before
 CURRENT_METRICS = "single.current_metrics"    # plain: (config key, {card: value}) on screen
+DOCUMENT = "single.document"  # plain: DocumentBox, the YAML the sidebar's download gives
 
 
 def init_single_state(state: State) -> None:
@@ -17,3 +18,20 @@ def init_single_state(state: State) -> None:
     state.setdefault(START_HIDDEN, False)
     state.setdefault(PREVIOUS_METRICS, None)
     state.setdefault(CURRENT_METRICS, None)
+    state.setdefault(DOCUMENT, DocumentBox())
+
+
+class DocumentBox:
+    """The current YAML document for the sidebar's download button, which is drawn outside the
+    editors' fragment: each run that draws the editors stores the text, and the button reads it
+    when clicked (on a server thread), so a download never gives an edit's previous text."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def read(self) -> str:
+        return self.text
+
+
+def refresh_document(state: State) -> None:
+    state[DOCUMENT].text = document_text(state)

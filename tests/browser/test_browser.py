@@ -86,7 +86,7 @@ def _metric_value(page, label: str) -> str:
 
 
 def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
-    charts = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+    charts = page.locator('.js-plotly-plot')
     charts.nth(1).wait_for(state="visible")
     assert charts.count() == 2  # the open result view only: the two histograms
     page.get_by_role("tab", name="Error maps").click()  # another view draws its own plots
@@ -97,6 +97,8 @@ def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
     charts.nth(1).wait_for(state="visible")
     before = _metric_value(page, "Weight QSNR")
     assert re.fullmatch(r"\d+\.\d+ dB", before), before
+    # The histograms are updated in place (Plotly.react), not unmounted and drawn again.
+    page.evaluate("() => { document.querySelector('.js-plotly-plot').dataset.drawn = 'before'; }")
 
     editor = page.get_by_role("textbox", name="weight YAML", exact=True)
     text = editor.input_value()
@@ -109,6 +111,10 @@ def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
                   && !m.innerText.includes(before))""",
         arg=["Weight QSNR", before],
     )
+    page.wait_for_function(
+        """() => { const plot = document.querySelector('.js-plotly-plot');
+                   return plot.dataset.drawn === 'before'
+                          && plot.layout.title.text.includes('int4'); }""")
     after = _metric_value(page, "Weight QSNR")
     assert re.fullmatch(r"\d+\.\d+ dB", after) and after != before
     assert float(after.split()[0]) < float(before.split()[0])  # 4 bits lose to 8

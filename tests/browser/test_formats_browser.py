@@ -45,7 +45,7 @@ def _wait_idle(page) -> None:  # noqa: F811
 
 
 def test_picking_each_float_format_redraws_grid_and_block_scales(page):  # noqa: F811
-    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(1).wait_for(
+    page.locator('.js-plotly-plot').nth(1).wait_for(
         state="visible")
     set_number_inputs(page, (("In features", 96), ("Out features", 64), ("Batches", 2),
                              ("Batch size", 64)))

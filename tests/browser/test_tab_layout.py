@@ -113,7 +113,7 @@ def test_tabs_fit_explain_and_do_not_overlap(sync_playwright, app_url, size):  #
     width, height = size
     with open_page(sync_playwright, width, height, PAGE_TIMEOUT_MS) as page:
         page.goto(app_url)
-        page.locator('[data-testid="stPlotlyChart"]').first.wait_for(state="visible")
+        page.locator('.js-plotly-plot').first.wait_for(state="visible")
         set_number_inputs(page, SMALL_LAYER)
         problems = []
         for tab, (name, drawn) in TABS.items():
@@ -142,7 +142,7 @@ def test_tabs_fit_explain_and_do_not_overlap(sync_playwright, app_url, size):  #
             if tab == "Whole model":
                 problems += _sensitivity_problems(page, where)
             if tab == "Single layer" and width >= 1400:  # the key plots above the fold
-                chart = page.locator('[data-testid="stPlotlyChart"]').first.bounding_box()
+                chart = page.locator('.js-plotly-plot').first.bounding_box()
                 if chart["y"] + chart["height"] / 2 > height:
                     problems.append(f"{where}: the first plot's middle is below the fold "
                                     f"({chart}, window height {height})")

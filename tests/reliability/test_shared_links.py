@@ -5,8 +5,6 @@ Markdown (images fetched on opening, links, formatting) into that person's page.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import yaml
@@ -16,7 +14,7 @@ from explorer.core import cache
 from explorer.core import state as S
 from explorer.data import state as DS
 from explorer.single import state as SINGLE
-from tests.helpers import link_token, npy_upload, open_app
+from tests.helpers import chart_titles, link_token, npy_upload, open_app
 
 EXPORT = "share.download_safetensors"
 
@@ -29,8 +27,7 @@ def fresh_caches():
 
 
 def weight_charts(at: AppTest) -> list[str]:
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
-    return [t for t in titles if t.startswith("Weight")]
+    return [t for t in chart_titles(at) if t.startswith("Weight")]
 
 
 def test_a_link_to_an_uploaded_tensor_does_not_open_it_in_another_open_app():

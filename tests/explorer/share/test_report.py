@@ -246,11 +246,12 @@ def test_the_report_embeds_plotlys_cartesian_bundle_of_the_installed_version():
 
     from plotly.offline import get_plotlyjs
 
+    from explorer.core import plotly_bundle as B
     from explorer.share import report_html as R
 
-    vendored = gzip.decompress(R.CARTESIAN_BUNDLE.read_bytes()).decode()
-    assert R.plotly_js_version(vendored) == R.plotly_js_version(get_plotlyjs())
-    assert R.plotly_js_version(vendored).count(".") == 2
+    vendored = gzip.decompress(B.CARTESIAN_BUNDLE.read_bytes()).decode()
+    assert B.plotly_js_version(vendored) == B.plotly_js_version(get_plotlyjs())
+    assert B.plotly_js_version(vendored).count(".") == 2
     for trace in ("scatter", "bar", "heatmap"):  # every trace type our figures use
         assert f'"{trace}"' in vendored
     cartesian = R.plotly_js_gzip_b64(frozenset({"scatter", "bar", "heatmap"}))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -13,7 +11,7 @@ from explorer.core import state as S
 from explorer.single import state as SINGLE
 from quantlib.bit_type import BitType
 from quantlib.formats.grid import signed_grid
-from tests.helpers import open_app
+from tests.helpers import chart_specs, open_app
 
 SMALL_LAYER = {"in_features": 96, "out_features": 64, "batch_size": 64, "num_batches": 2}
 FLOAT_FORMATS = [name for name in S.FORMAT_CHOICES if name != S.INT_FORMAT]
@@ -31,8 +29,8 @@ def start_app() -> AppTest:
 
 
 def figures(at: AppTest) -> dict[str, dict]:
-    return {chart.key.removeprefix("chart."): json.loads(chart.proto.spec)
-            for chart in at.get("plotly_chart") if (chart.key or "").startswith("chart.")}
+    return {key.removeprefix("chart."): figure for key, figure in chart_specs(at)
+            if (key or "").startswith("chart.")}
 
 
 @pytest.mark.parametrize("name", FLOAT_FORMATS)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -11,7 +9,7 @@ from explorer.core import cache
 from explorer.core import state as S
 from explorer.transform import state as T
 from quantlib.config_loader import load_config_from_string
-from tests.helpers import APP, SMALL_LAYER, TIMEOUT, open_app
+from tests.helpers import APP, SMALL_LAYER, TIMEOUT, chart_titles, open_app
 
 
 @pytest.fixture(autouse=True)
@@ -25,11 +23,6 @@ def start_app(**data) -> AppTest:
     return open_app(state={T.OPEN: True}, **{**SMALL_LAYER, **data})  # the panel, open
 
 
-def titles(at: AppTest) -> list[str]:
-    return [json.loads(chart.proto.spec)["layout"]["title"]["text"]
-            for chart in at.get("plotly_chart")]
-
-
 def metric_labels(at: AppTest) -> list[str]:
     return [m.label for m in at.metric]
 
@@ -40,12 +33,12 @@ def test_closed_panel_computes_and_draws_nothing():
         at.session_state[S.data_key(name)] = value
     at.run()
     assert not at.exception
-    assert not any(t.startswith("Difficulty migration") for t in titles(at))
+    assert not any(t.startswith("Difficulty migration") for t in chart_titles(at))
 
 
 def test_panel_shows_migration_curve_and_before_after_metrics():
     at = start_app()
-    shown = titles(at)
+    shown = chart_titles(at)
     assert any(t.startswith("Difficulty migration") for t in shown)
     assert any(t.startswith("SmoothQuant: output QSNR vs alpha") for t in shown)
     # the default draft (SmoothQuant alpha 0.5) is previewed without touching the layer
