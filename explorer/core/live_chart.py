@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import tempfile
 from pathlib import Path
 
@@ -101,19 +100,18 @@ export default function (component) {
 @functools.cache
 def assets_dir() -> Path:
     """A folder holding plotly.min.js: the cartesian bundle, unpacked once per process into a
-    folder named by its hash, or plotly.py's own full bundle when the vendored one is not the
+    private temporary folder (mode 0700, removed at exit; a shared, predictable path could be
+    planted by another user), or plotly.py's own full bundle when the vendored one is not the
     installed plotly's plotly.js version."""
     if not cartesian_bundle_matches():
         return Path(plotly.__file__).parent / "package_data"
-    raw = gzip.decompress(CARTESIAN_BUNDLE.read_bytes())
-    folder = Path(tempfile.gettempdir()) / f"explorer-plotly-{hashlib.sha256(raw).hexdigest()[:16]}"
-    folder.mkdir(exist_ok=True)
-    target = folder / "plotly.min.js"
-    if not target.is_file() or target.read_bytes() != raw:
-        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as partial:
-            partial.write(raw)
-        Path(partial.name).replace(target)  # atomic: a reader sees the old or the whole file
+    folder = Path(_PRIVATE_DIRS.setdefault("plotly", tempfile.TemporaryDirectory(
+        prefix="explorer-plotly-")).name)
+    (folder / "plotly.min.js").write_bytes(gzip.decompress(CARTESIAN_BUNDLE.read_bytes()))
     return folder
+
+
+_PRIVATE_DIRS: dict[str, tempfile.TemporaryDirectory] = {}  # alive until the process exits
 
 
 def figure_json(figure: go.Figure) -> str:

@@ -22,7 +22,8 @@ def test_the_figure_is_plotly_pys_json_without_its_default_template():
     assert sent == expected
 
 
-def test_the_served_bundle_is_the_installed_plotly_js_version():
+def test_the_served_bundle_is_the_installed_plotly_js_version_in_a_private_folder():
+    assert LC.assets_dir().stat().st_mode & 0o077 == 0  # no other user can plant a script
     served = (LC.assets_dir() / "plotly.min.js").read_text(encoding="utf-8")
     installed = (LC.Path(LC.plotly.__file__).parent / "package_data" / "plotly.min.js")
     assert plotly_js_version(served[:400]) == plotly_js_version(
