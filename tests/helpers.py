@@ -12,6 +12,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from explorer.core import state as S
+from explorer.single import state as SINGLE
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 180
@@ -66,3 +67,11 @@ def chart_specs(at: AppTest) -> list[tuple[str | None, dict]]:
 
 def chart_titles(at: AppTest) -> list[str]:
     return [figure["layout"]["title"]["text"] for _, figure in chart_specs(at)]
+
+
+def open_section(at: AppTest, section: str) -> AppTest:
+    """Open ``section``'s config editor tab (lazy tabs: only the open one is drawn)."""
+    if S.text_key(section) not in [area.key for area in at.text_area]:
+        at.session_state[SINGLE.EDITOR_TAB] = SINGLE.editor_tab_label(section)
+        at.run()
+    return at

@@ -23,7 +23,14 @@ from explorer.single import state as SINGLE
 from explorer.teach import state as TS
 from quantlib.config_loader import ConfigError
 from quantlib.quant_config import OBSERVER_TYPES
-from tests.helpers import SMALL_LAYER, chart_titles, link_token, npy_upload, open_app
+from tests.helpers import (
+    SMALL_LAYER,
+    chart_titles,
+    link_token,
+    npy_upload,
+    open_app,
+    open_section,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FINITE_DB = re.compile(r"-?\d+\.\d\d dB")
@@ -72,11 +79,11 @@ def result_titles(at: AppTest) -> list[str]:
 
 
 def yaml_text(at: AppTest, section: str) -> str:
-    return at.text_area(key=S.text_key(section)).value
+    return open_section(at, section).text_area(key=S.text_key(section)).value
 
 
 def edit_yaml(at: AppTest, section: str, text: str) -> AppTest:
-    at.text_area(key=S.text_key(section)).input(text).run()
+    open_section(at, section).text_area(key=S.text_key(section)).input(text).run()
     assert not at.exception, at.exception
     return at
 
@@ -119,9 +126,9 @@ def test_default_page_shows_the_histograms_and_metrics_and_each_view_its_plots(a
     assert not errors(app) and not is_stale(app)
     # The editors hold configs/attn_config.yaml and the widgets agree with them.
     assert "observer_type: MinmaxObserver" in yaml_text(app, "weight")
-    assert "observer_type: PercentileObserver" in yaml_text(app, "outputs")
-    assert app.selectbox(key="outputs.observer_type").value == "PercentileObserver"
     assert app.number_input(key="weight.bits").value == 8
+    assert "observer_type: PercentileObserver" in yaml_text(app, "outputs")  # opens its tab
+    assert app.selectbox(key="outputs.observer_type").value == "PercentileObserver"
     assert app.toggle(key="outputs.signed").value is False
 
 
@@ -249,7 +256,8 @@ def test_widget_change_on_broken_yaml_keeps_the_text_and_explains(app):
 @pytest.mark.parametrize("section", ["weight", "outputs"])
 @pytest.mark.parametrize("observer", OBSERVER_TYPES)
 def test_every_observer_runs_when_picked_in_its_widget(small_app, section, observer):
-    small_app.selectbox(key=S.field_key(section, "observer_type")).set_value(observer).run()
+    picker = open_section(small_app, section).selectbox(key=S.field_key(section, "observer_type"))
+    picker.set_value(observer).run()
     assert not small_app.exception
     assert not errors(small_app)
     assert f"observer_type: {observer}" in yaml_text(small_app, section)
@@ -268,18 +276,19 @@ def test_preset_switch_loads_every_section_and_recomputes(app):
     assert "observer_type: PercentileObserver" in yaml_text(app, "weight")
     assert app.number_input(key="weight.bits").value == 4
     assert app.number_input(key="weight.percentile_alpha").value == pytest.approx(0.999)
-    assert app.selectbox(key="outputs.quantization_method").value == "Affine"
     assert metric(app, "Weight QSNR") != qsnr_before
-    assert any("w4_percentile.yaml" in s.value for s in app.success)
+    assert any("w4_percentile.yaml" in s.value for s in app.success)  # shown once
     assert not errors(app)
+    assert open_section(app, "outputs").selectbox(
+        key="outputs.quantization_method").value == "Affine"
 
 
 def test_upload_loads_a_valid_file_and_rejects_bad_ones(app):
     uploader = app.file_uploader(key=S.UPLOAD)
     uploader.set_value(("kl.yaml", (REPO / "configs" / "w8_kl.yaml").read_bytes(),
                         "application/x-yaml")).run()
+    assert any("Loaded kl.yaml" in s.value for s in app.success)  # shown once
     assert "observer_type: KLObserver" in yaml_text(app, "outputs")
-    assert any("Loaded kl.yaml" in s.value for s in app.success)
     good_text = yaml_text(app, "outputs")
 
     for name, data, expected in (
@@ -670,13 +679,13 @@ def test_every_scenario_loads_config_a_and_reveals_a_vs_b(small_app, name):
     assert not at.exception, at.exception
     expected = load_config_from_string(scenario.config_a)
     assert at.toggle(key=S.ACT_ENABLED).value is (expected["activation"] is not None)
+    assert any(scenario.title in s.value for s in at.success)  # shown once
     for section in S.enabled_sections(at.session_state):
         config = parse_section(yaml_text(at, section), section)
         assert config == expected[S.RESULT_KEYS[section]], section
     for field, value in scenario.settings.as_dict().items():
         assert at.session_state[S.data_key(field)] == value, field
     assert at.session_state[TS.TEACH_SCENARIO] == name
-    assert any(scenario.title in s.value for s in at.success)
     assert not errors(at)
     for tensor in ("Weight", "Output"):
         assert FINITE_DB.fullmatch(metric(at, f"{tensor} QSNR"))
@@ -704,7 +713,7 @@ def test_link_round_trips_to_identical_numbers(small_app):
     other = open_app(token)  # a new session: no presets, the link alone
     assert any("from the link" in s.value for s in other.success)
     assert {label: metric(other, label) for label in shown} == shown
-    for section in ("weight", "outputs"):
+    for section in ("outputs", "weight"):
         assert yaml_text(other, section) == yaml_text(at, section)
     assert other.number_input(key="weight.bits").value == 5
     assert other.query_params["s"] == token
@@ -808,12 +817,13 @@ def test_every_widget_of_the_tab_has_plain_help(small_app, digits_home, tab):
 def test_every_single_layer_and_sidebar_widget_has_plain_help(digits_home, _warm_torch, source):
     at = open_app(source=source, **SMALL_LAYER)
     at.toggle(key=S.ACT_ENABLED).set_value(True).run()  # the activation editor too
-    for view in ("Error maps", "Per channel"):  # the views with their own toggles
+    for section, view in zip(S.SECTIONS, ("Error maps", "Per channel", "Histograms")):
+        open_section(at, section)  # each editor, and the views with their own toggles
         at.session_state[SINGLE.RESULT_VIEW] = view
         at.run()
         widgets = tab_widgets(at, "Single layer") + [
             w for kind in WIDGET_TYPES for w in at.sidebar.get(kind)]
-        assert len(widgets) >= 25, len(widgets)
+        assert len(widgets) >= 20, len(widgets)
         missing = [(type(w).__name__, w.label) for w in widgets if not (w.help or "").strip()]
         assert not missing, missing
     uploaders = at.sidebar.get("file_uploader")

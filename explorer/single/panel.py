@@ -155,10 +155,16 @@ def render_editors(state) -> tuple[dict | None, bool]:
     sections = S.enabled_sections(state)
     configs: dict = {"activation": None}
     problems = []
-    tabs = st.tabs([f"{S.SECTION_TITLES[s]} config (`{s}:`)" for s in sections])
+    # Lazy tabs: only the open section's editor is drawn (its 10 widgets cost the browser
+    # ~60 ms per edit); a closed section's text is still parsed, and its problems shown below.
+    tabs = st.tabs([SS.editor_tab_label(s) for s in sections], key=SS.EDITOR_TAB,
+                   on_change="rerun")
     for section, tab in zip(sections, tabs):
-        with tab:
-            config, error, warnings = render_section_editor(state, section)
+        if tab.open:
+            with tab:
+                config, error, warnings = render_section_editor(state, section)
+        else:
+            config, error, warnings = S.parse_text(state[S.store_key(section)], section)
         configs[S.RESULT_KEYS[section]] = config
         problems.append((section, error, warnings))
     for section, error, warnings in problems:

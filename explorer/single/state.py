@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from explorer.core.state import State, document_text
+from explorer.core.state import SECTION_TITLES, State, document_text
 
+EDITOR_TAB = "single.editor_tab"  # st.tabs: the open config section (lazy: only it is drawn)
 RESULT_VIEW = "single.result_view"  # st.tabs: the open result view (lazy: only it is drawn)
 START_HIDDEN = "single.start_hidden"  # plain: the "start here" strip was dismissed
 CHANNELS_SORTED = "single.channels_sorted"  # toggle: per-channel views worst channel first
@@ -19,6 +20,11 @@ def init_single_state(state: State) -> None:
     state.setdefault(PREVIOUS_METRICS, None)
     state.setdefault(CURRENT_METRICS, None)
     state.setdefault(DOCUMENT, DocumentBox())
+
+
+def editor_tab_label(section: str) -> str:
+    """The config editor tab of ``section`` (its value in `EDITOR_TAB` while open)."""
+    return f"{SECTION_TITLES[section]} config (`{section}:`)"
 
 
 class DocumentBox:

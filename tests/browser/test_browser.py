@@ -163,7 +163,7 @@ def test_compare_tab_classic_set_draws_four_named_series(page):
     page.wait_for_function(
         """(names) => [...document.querySelectorAll('.js-plotly-plot')]
             .filter(p => p.data && names.every(n => p.data.some(t => t.name === n)))
-            .length >= 6""", arg=COMPARE_NAMES)
+            .length >= 7""", arg=COMPARE_NAMES)
     traces = page.evaluate(
         """() => [...document.querySelectorAll('.js-plotly-plot')]
             .map(p => (p.data || []).map(t => t.name))""")
