@@ -49,7 +49,6 @@ def single_layer(settings):
     """The Single layer tab and the sidebar's share section. An edit in here reruns only this
     function (a fragment): the sidebar's widgets and the closed tabs are not sent again."""
     with threads_for(work_elements(settings)):  # one torch thread for small layers
-        single_panel.render_start_here(st.session_state)
         configs, has_errors = single_panel.render_editors(st.session_state)
         # the document's transform: section (SmoothQuant, rotation, AWQ, GPTQ), when switched on
         configs = transform_panel.with_document_transform(st.session_state, configs)
@@ -82,6 +81,7 @@ share_panel.render_link_notice(st.session_state)
 (single_layer_tab, whole_model_tab, compare_tab, teach_tab) = st.tabs(
     ["Single layer", "Whole model", "Compare", "Teach"], key=S.TABS, on_change="rerun")
 with single_layer_tab:
+    single_panel.render_start_here(st.session_state)  # static: outside the fragment
     configs, has_errors = single_layer(settings)
 with whole_model_tab:
     if whole_model_tab.open:  # quantizes the whole digits MLP only while this tab is open
