@@ -34,6 +34,7 @@ from explorer.core.formatting import format_config_error
 from explorer.core.yaml_edit import set_field
 from explorer.data import synthetic
 from explorer.single import results
+from explorer.single import state as SINGLE
 from explorer.single.panel import RESULT_VIEWS
 from quantlib.config_loader import load_config_from_yaml
 from quantlib.quant_config import CALIBRATION_MODES, OBSERVER_TYPES, QUANTIZATION_METHODS
@@ -129,6 +130,14 @@ class Soak:
     def sections(self) -> tuple[str, ...]:
         return S.enabled_sections(self.state)
 
+    def open_editor(self, section: str) -> None:
+        """Open ``section``'s config tab (only the open one's editor is drawn), as a click
+        before the edit (a rerun that is not counted as an edit)."""
+        if S.text_key(section) not in widget_keys(self.at.text_area):
+            self.state[SINGLE.EDITOR_TAB] = SINGLE.editor_tab_label(section)
+            self.at.run()
+            check_page(self.at, self.step)
+
     def key_counts(self) -> tuple[int, int]:
         """(session-state keys the app sees, every key including keyless widgets' ids)."""
         internal = self.at._session_state._state._keys()  # Streamlit 1.67 (pinned)
@@ -156,6 +165,7 @@ class Soak:
     def widget(self) -> None:
         section = self.rng.choice(self.sections())
         field = self.deal("widget", FIELDS)
+        self.open_editor(section)
         observer = self.state[S.field_key(section, "observer_type")]
         if field in NEEDS_OBSERVER and observer != NEEDS_OBSERVER[field]:
             # Its widget is disabled: pick the observer that uses it first, as a user would.
@@ -183,6 +193,7 @@ class Soak:
                 "kl_bins": lambda: self.rng.choice((16, 128, 512, 2048)),
             }[field]()
         self.step += f" {section}.{field} = {value!r}"
+        self.open_editor(section)
         key = S.field_key(section, field)
         widget = (self.at.toggle(key=key) if field == "signed" else
                   self.at.number_input(key=key) if field in ("bits", "percentile_alpha",
@@ -262,6 +273,7 @@ class Soak:
         assert any("Stale results" in w.value for w in self.at.warning), self.step
 
     def type_yaml(self, section: str, text: str) -> None:
+        self.open_editor(section)
         self.at.text_area(key=S.text_key(section)).input(text)
         self.run()
 
@@ -305,10 +317,11 @@ class Soak:
         self.at.toggle(key=S.ACT_ENABLED).set_value(enable)
         self.run()
         self.counts["activation toggle"] += 1
-        editors = widget_keys(self.at.text_area)
-        assert (S.text_key("activation") in editors) is enable, self.step
+        tabs = [tab.label for tab in self.at.tabs]
+        assert (SINGLE.editor_tab_label("activation") in tabs) is enable, self.step
         assert self.text("activation") == kept, self.step  # its text survives the toggle
         if enable:
+            self.open_editor("activation")
             assert self.at.text_area(key=S.text_key("activation")).value == kept, self.step
 
     def switch_tab(self, tab: str | None = None) -> None:

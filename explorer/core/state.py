@@ -192,14 +192,19 @@ def enabled_sections(state: State) -> tuple[str, ...]:
     return SECTIONS if state.get(ACT_ENABLED) else SECTIONS[:2]
 
 
-def ensure_section_widgets(state: State, section: str) -> None:
-    """Re-seed a section's editor and field widgets when Streamlit dropped their state."""
-    if text_key(section) not in state:
+def ensure_section_widgets(state: State, section: str, reopened: bool = False) -> None:
+    """Re-seed a section's editor and field widgets when Streamlit dropped their state, or
+    from its stored text when its tab is ``reopened`` (a hidden widget can keep a stale
+    value: its edits went to the stored text while it was not drawn)."""
+    if reopened or text_key(section) not in state:
         state[text_key(section)] = state[store_key(section)]
-    if any(field_key(section, f) not in state for f in FIELD_PATHS):
+    if reopened or any(field_key(section, f) not in state for f in FIELD_PATHS):
         config = parse_text(state[store_key(section)], section)[0] or QuantConfig()
         for field, value in field_values(config).items():
-            state.setdefault(field_key(section, field), value)
+            if reopened:
+                state[field_key(section, field)] = value
+            else:
+                state.setdefault(field_key(section, field), value)
 
 
 def data_settings(state: State) -> DataSettings:

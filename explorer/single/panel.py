@@ -162,7 +162,9 @@ def render_editors(state) -> tuple[dict | None, bool]:
     for section, tab in zip(sections, tabs):
         if tab.open:
             with tab:
-                config, error, warnings = render_section_editor(state, section)
+                config, error, warnings = render_section_editor(
+                    state, section, reopened=state.get(SS.EDITOR_DRAWN) != section)
+            state[SS.EDITOR_DRAWN] = section
         else:
             config, error, warnings = S.parse_text(state[S.store_key(section)], section)
         configs[S.RESULT_KEYS[section]] = config
@@ -182,10 +184,10 @@ def render_editors(state) -> tuple[dict | None, bool]:
     return (configs if valid else None), not valid
 
 
-def render_section_editor(state, section: str):
-    """One section's YAML text area and field widgets; returns the loader's
-    ``(config or None, error or None, warnings)`` for its text."""
-    S.ensure_section_widgets(state, section)
+def render_section_editor(state, section: str, reopened: bool = False):
+    """One section's YAML text area and field widgets (from its stored text when its tab was
+    just ``reopened``); returns the loader's ``(config or None, error or None, warnings)``."""
+    S.ensure_section_widgets(state, section, reopened)
     # Keyed containers: below 1280 px the page style stacks the text above the widgets.
     editor = st.container(key=f"editor-{section}")
     text_col, widget_col = editor.columns([1.7, 3])

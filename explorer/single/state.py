@@ -5,6 +5,7 @@ from __future__ import annotations
 from explorer.core.state import SECTION_TITLES, State, document_text
 
 EDITOR_TAB = "single.editor_tab"  # st.tabs: the open config section (lazy: only it is drawn)
+EDITOR_DRAWN = "single.editor_drawn"  # plain: the section whose editor the last run drew
 RESULT_VIEW = "single.result_view"  # st.tabs: the open result view (lazy: only it is drawn)
 START_HIDDEN = "single.start_hidden"  # plain: the "start here" strip was dismissed
 CHANNELS_SORTED = "single.channels_sorted"  # toggle: per-channel views worst channel first

@@ -89,15 +89,14 @@ def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
     charts = page.locator('.js-plotly-plot')
     charts.nth(1).wait_for(state="visible")
     assert charts.count() == 2  # the open result view only: the two histograms
-    page.get_by_role("tab", name="Error maps").click()  # another view draws its own plots
-    page.wait_for_function(
-        """() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]
-            .filter(t => t.textContent.includes('quantization error')).length == 2""")
-    page.get_by_role("tab", name="Histograms").click()
-    charts.nth(1).wait_for(state="visible")
     before = _metric_value(page, "Weight QSNR")
     assert re.fullmatch(r"\d+\.\d+ dB", before), before
-    # The histograms are updated in place (Plotly.react), not unmounted and drawn again.
+    # The histograms are updated in place (Plotly.react), not unmounted and drawn again: mark
+    # the weight histogram once the first run has finished, edit, and find the mark again.
+    page.wait_for_function(
+        """() => { const plot = document.querySelector('.js-plotly-plot');
+                   return plot !== null && plot.layout.title.text.startsWith('Weight values')
+                          && !document.querySelector('[data-testid="stStatusWidget"]'); }""")
     page.evaluate("() => { document.querySelector('.js-plotly-plot').dataset.drawn = 'before'; }")
 
     editor = page.get_by_role("textbox", name="weight YAML", exact=True)
@@ -113,11 +112,19 @@ def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
     )
     page.wait_for_function(
         """() => { const plot = document.querySelector('.js-plotly-plot');
-                   return plot.dataset.drawn === 'before'
+                   return plot !== null && plot.dataset.drawn === 'before'
                           && plot.layout.title.text.includes('int4'); }""")
     after = _metric_value(page, "Weight QSNR")
     assert re.fullmatch(r"\d+\.\d+ dB", after) and after != before
     assert float(after.split()[0]) < float(before.split()[0])  # 4 bits lose to 8
+    page.get_by_role("tab", name="Error maps").click()  # another view draws its own plots
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]
+            .filter(t => t.textContent.includes('quantization error')).length == 2""")
+    page.get_by_role("tab", name="Histograms").click()
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]
+            .filter(t => t.textContent.includes('fp32 vs dequantized')).length == 2""")
     # The widget followed the YAML, and nothing crashed on the page.
     bits = page.get_by_role("spinbutton", name="Bits", exact=True).first
     assert bits.input_value() == "4"
