@@ -147,6 +147,18 @@ def test_valid_yaml_edit_of_weight_bits_changes_the_weight_qsnr(app):
     assert "bits: 4" in app.session_state[SINGLE.DOCUMENT].read()
 
 
+def test_a_reopened_config_tab_shows_what_was_typed_before_it_closed(app):
+    # Only the open section's editor is drawn; its hidden text area must not come back with
+    # an older value than the stored text.
+    edit_yaml(app, "outputs", "# edited\n" + yaml_text(app, "outputs"))
+    open_section(app, "weight").number_input(key="weight.bits").set_value(5).run()
+    assert yaml_text(app, "outputs").startswith("# edited")
+    app.number_input(key="outputs.percentile_alpha").set_value(0.9995).run()
+    text = yaml_text(app, "outputs")
+    assert text.startswith("# edited") and "percentile_alpha: 0.9995" in text
+    assert app.session_state[S.store_key("outputs")] == text
+
+
 def test_metric_cards_show_what_the_last_edit_changed(app):
     weight_qsnr = [m for m in app.metric if m.label == "Weight QSNR"][0]
     assert not weight_qsnr.delta  # nothing to compare with yet
