@@ -3,8 +3,8 @@
 The browser that shows the page usually runs on the same few cores as the server. A parallel
 torch op then waits for its slowest thread, and one of them is often descheduled: with the page
 redrawing, the default layer's calibrate-and-profile took 175-250 ms on two threads and 60-67
-ms on one (27 vs 46 ms on a quiet machine; `benchmarks/RESULTS.md`). Small work therefore runs
-on one thread, and large work, where the threads pay for themselves, on all of them.
+ms on one (on a quiet machine 27 ms on two, 46 ms on one; `benchmarks/RESULTS.md`). Small work
+therefore runs on one thread, and large work, where the threads pay for themselves, on all.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def work_elements(settings) -> int:
 @contextlib.contextmanager
 def threads_for(elements: int) -> Iterator[None]:
     """One intra-op thread for the calling thread's torch ops while ``elements`` is small; the
-    previous count is restored afterwards. Only speed depends on it, never a result."""
+    previous count is restored afterwards. The grid is the same; sums may round in another
+    order (metrics agree to float rounding)."""
     before = torch.get_num_threads()
     if elements > SINGLE_THREAD_ELEMENTS or before == 1:
         yield

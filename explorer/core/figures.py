@@ -114,7 +114,7 @@ def make_histogram_figure(
     return go.Figure({"data": traces, "layout": {
         "title": {"text": title + (f"<br><sup>{second}</sup>" if second else "")},
         "hovermode": "closest", "xaxis": {"title": {"text": "value"}}, "yaxis": yaxis,
-        "legend": {"orientation": "h", "y": -0.2}, "shapes": shapes,
+        "legend": {"orientation": "h", "y": -0.3}, "shapes": shapes,
         "height": COMPACT_HEIGHT, "margin": {**COMPACT_MARGIN, "t": 64 if second else 48},
     }})
 

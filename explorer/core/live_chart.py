@@ -64,13 +64,14 @@ function template(element) {
   const text = read("--st-text-color", "#31333f");
   const background = read("--st-background-color", "#ffffff");
   const axis = {gridcolor: withAlpha(text, 0.1), zerolinecolor: withAlpha(text, 0.2),
-                linecolor: withAlpha(text, 0.2), automargin: true,
+                linecolor: withAlpha(text, 0.2),
                 tickfont: {color: withAlpha(text, 0.6)}, title: {font: {color: text}}};
   return {layout: {
     font: {family: read("--st-font", "sans-serif"), color: text, size: 12},
     paper_bgcolor: background, plot_bgcolor: background, colorway: COLORWAY,
     xaxis: axis, yaxis: axis, hoverlabel: {font: {family: read("--st-font", "sans-serif")}},
-    legend: {font: {color: text}}, title: {font: {color: text, size: 15}},
+    // A legend below the plot grows downwards when it wraps (never over the axis title).
+    legend: {font: {color: text}, yanchor: "top"}, title: {font: {color: text, size: 15}},
   }};
 }
 
