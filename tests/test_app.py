@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -25,6 +24,7 @@ from quantlib.config_loader import ConfigError
 from quantlib.quant_config import OBSERVER_TYPES
 from tests.helpers import (
     SMALL_LAYER,
+    chart_specs,
     chart_titles,
     link_token,
     npy_upload,
@@ -522,8 +522,8 @@ COMPARE_CHARTS = {"compare.chart.sweep", "compare.chart.channels", "compare.char
 
 
 def compare_charts(at: AppTest) -> dict[str, dict]:
-    return {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")
-            if (c.key or "").startswith("compare.")}
+    return {key: figure for key, figure in chart_specs(at)
+            if (key or "").startswith("compare.")}
 
 
 COMPARE_TABLES = {"compare.metrics": "Weight observer", "compare.lost": "Weight bits"}
@@ -896,8 +896,8 @@ def test_whole_model_shows_no_signed_zero_change(digits_home, _warm_torch):
     assert not drop.startswith("-0.0")
     if delta == "0.0 pp":  # no change: grey, no arrow
         assert card.proto.color == 2 or "off" in str(card.proto).lower()
-    sensitivity = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
-                       if c.key == "chart.model_sensitivity")
+    sensitivity = next(figure for key, figure in chart_specs(at)
+                       if key == "chart.model_sensitivity")
     assert sensitivity["layout"]["yaxis"]["range"][1] == 100.0
     assert not sensitivity["layout"].get("annotations")  # reference lines named in the legend
 

@@ -14,14 +14,16 @@ from collections.abc import Iterator
 
 import torch
 
+from explorer.core.pipeline import DataSettings
+
 # Weight plus calibration values up to which one thread is faster while a browser shares the
 # cores (the default 768x768 layer with 8x256 inputs is 2.2M).
 SINGLE_THREAD_ELEMENTS = 1 << 22
 
 
-def work_elements(settings) -> int:
-    """The values one calibration on ``settings`` (a `DataSettings`) touches: the weight and
-    every calibration input."""
+def work_elements(settings: DataSettings) -> int:
+    """The values one calibration on ``settings`` touches: the weight and every calibration
+    input."""
     return settings.in_features * (settings.out_features
                                    + settings.num_batches * settings.batch_size)
 

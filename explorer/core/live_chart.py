@@ -106,13 +106,14 @@ def assets_dir() -> Path:
     installed plotly's plotly.js version."""
     if not cartesian_bundle_matches():
         return Path(plotly.__file__).parent / "package_data"
-    folder = Path(_PRIVATE_DIRS.setdefault("plotly", tempfile.TemporaryDirectory(
-        prefix="explorer-plotly-")).name)
+    folder = Path(_private_dir().name)
     (folder / "plotly.min.js").write_bytes(gzip.decompress(CARTESIAN_BUNDLE.read_bytes()))
     return folder
 
 
-_PRIVATE_DIRS: dict[str, tempfile.TemporaryDirectory] = {}  # alive until the process exits
+@functools.cache
+def _private_dir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="explorer-plotly-")  # cached: alive until exit
 
 
 def figure_json(figure: go.Figure) -> str:

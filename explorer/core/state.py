@@ -201,10 +201,8 @@ def ensure_section_widgets(state: State, section: str, reopened: bool = False) -
     if reopened or any(field_key(section, f) not in state for f in FIELD_PATHS):
         config = parse_text(state[store_key(section)], section)[0] or QuantConfig()
         for field, value in field_values(config).items():
-            if reopened:
+            if reopened or field_key(section, field) not in state:
                 state[field_key(section, field)] = value
-            else:
-                state.setdefault(field_key(section, field), value)
 
 
 def data_settings(state: State) -> DataSettings:

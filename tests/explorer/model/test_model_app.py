@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from explorer.core import cache
 from explorer.core import state as S
 from explorer.model import state as MS
-from tests.helpers import open_app
+from tests.helpers import chart_titles, open_app
 
 
 @pytest.fixture(autouse=True)
@@ -19,10 +17,6 @@ def private_cache(tmp_path, monkeypatch):
     cache.clear_all()
     yield
     cache.clear_all()
-
-
-def titles(at) -> list[str]:
-    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
 
 
 def test_minilm_source_quantizes_a_real_layer_with_real_activations():
@@ -42,7 +36,7 @@ def test_whole_model_tab_runs_minilm_and_shows_outliers():
     assert not at.exception and not at.error
     labels = [m.label for m in at.metric]
     assert "Mean cosine vs fp32" in labels and "Paraphrase retrieval" in labels
-    assert any("input channels by absmax" in t for t in titles(at))
-    assert any("same channels in every block" in t for t in titles(at))
+    assert any("input channels by absmax" in t for t in chart_titles(at))
+    assert any("same channels in every block" in t for t in chart_titles(at))
     at.selectbox(key=MS.OUTLIER_LAYER).set_value("encoder.layer.0.output.dense").run()
     assert not at.exception
