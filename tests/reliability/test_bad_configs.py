@@ -199,4 +199,14 @@ WORST_CASE_DOCUMENTS = {
 def test_worst_case_documents_at_the_size_cap_answer_in_time(name):
     text = WORST_CASE_DOCUMENTS[name]
     assert len(text.encode()) <= MAX_CONFIG_BYTES
-    _timed_error(load_config_from_string, text)
+    # Best of three: alone the slowest takes 0.3 s, but inside the full suite a single attempt
+    # took 1.00-1.08 s in 2 of 7 CI runs (machine noise); a slow parser fails all three.
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        with pytest.raises(ConfigError):
+            load_config_from_string(text)
+        times.append(time.perf_counter() - start)
+        if times[-1] < TIME_LIMIT_S:
+            return
+    pytest.fail(f"took {min(times):.2f} s at best of 3")
