@@ -6,6 +6,8 @@ import base64
 import io
 import json
 import zlib
+from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +77,34 @@ def open_section(at: AppTest, section: str) -> AppTest:
         at.session_state[SINGLE.EDITOR_TAB] = SINGLE.editor_tab_label(section)
         at.run()
     return at
+
+
+@dataclass(frozen=True)
+class MetricCard:
+    label: str
+    value: str
+    delta: str | None
+
+
+class _CardParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cards: list[MetricCard] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        found = dict(attrs)
+        if "data-label" in found:
+            self.cards.append(MetricCard(found["data-label"], found["data-value"],
+                                         found.get("data-delta")))
+
+
+def parse_metric_cards(text: str) -> list[MetricCard]:
+    """The cards in `explorer.single.metrics.cards_html` output, from their data attributes."""
+    parser = _CardParser()
+    parser.feed(text)
+    return parser.cards
+
+
+def metric_cards(at: AppTest) -> list[MetricCard]:
+    """The Single layer tab's metric cards (one `st.html` element)."""
+    return [card for element in at.get("html") for card in parse_metric_cards(element.value)]

@@ -27,6 +27,7 @@ from tests.helpers import (
     chart_specs,
     chart_titles,
     link_token,
+    metric_cards,
     npy_upload,
     open_app,
     open_section,
@@ -60,8 +61,10 @@ def small_app(_warm_torch) -> AppTest:
 
 
 def metric(at: AppTest, label: str) -> str:
-    values = [m.value for m in at.metric if m.label == label]
-    assert len(values) == 1, f"expected one metric {label!r}, got {[m.label for m in at.metric]}"
+    """The value of the metric called ``label``: a Single layer card or an `st.metric`."""
+    cards = [*metric_cards(at), *at.metric]
+    values = [m.value for m in cards if m.label == label]
+    assert len(values) == 1, f"expected one metric {label!r}, got {[m.label for m in cards]}"
     return values[0]
 
 
@@ -122,7 +125,7 @@ def test_default_page_shows_the_histograms_and_metrics_and_each_view_its_plots(a
     for tensor in ("Weight", "Output"):
         assert FINITE_DB.fullmatch(metric(app, f"{tensor} QSNR"))
         assert metric(app, f"{tensor} compression").endswith("×")
-    assert not any("nan" in m.value.lower() for m in app.metric)
+    assert not any("nan" in m.value.lower() for m in metric_cards(app))
     assert not errors(app) and not is_stale(app)
     # The editors hold configs/attn_config.yaml and the widgets agree with them.
     assert "observer_type: MinmaxObserver" in yaml_text(app, "weight")
@@ -160,17 +163,17 @@ def test_a_reopened_config_tab_shows_what_was_typed_before_it_closed(app):
 
 
 def test_metric_cards_show_what_the_last_edit_changed(app):
-    weight_qsnr = [m for m in app.metric if m.label == "Weight QSNR"][0]
+    weight_qsnr = [m for m in metric_cards(app) if m.label == "Weight QSNR"][0]
     assert not weight_qsnr.delta  # nothing to compare with yet
     before = float(weight_qsnr.value.split()[0])
     app.number_input(key="weight.bits").set_value(4).run()
-    card = [m for m in app.metric if m.label == "Weight QSNR"][0]
+    card = [m for m in metric_cards(app) if m.label == "Weight QSNR"][0]
     after = float(card.value.split()[0])
     assert card.delta == f"{after - before:+.2f} dB" and after < before - 15
-    output = [m for m in app.metric if m.label == "Output QSNR"][0]
+    output = [m for m in metric_cards(app) if m.label == "Output QSNR"][0]
     assert output.delta is None or output.delta.endswith("dB")
     app.run()  # a rerun of the same result keeps the same comparison
-    assert [m for m in app.metric if m.label == "Weight QSNR"][0].delta == card.delta
+    assert [m for m in metric_cards(app) if m.label == "Weight QSNR"][0].delta == card.delta
 
 
 @pytest.mark.parametrize(
@@ -324,7 +327,7 @@ def test_activation_toggle_adds_a_section_and_keeps_its_text(app):
         .replace("name: int8", "name: int6") + "# mine\n"
     edit_yaml(app, "activation", edited)
     app.toggle(key=S.ACT_ENABLED).set_value(False).run()
-    assert not any(m.label.startswith("Input activation") for m in app.metric)
+    assert not any(m.label.startswith("Input activation") for m in metric_cards(app))
     app.toggle(key=S.ACT_ENABLED).set_value(True).run()
     assert yaml_text(app, "activation") == edited
     assert app.number_input(key="activation.bits").value == 6

@@ -8,6 +8,7 @@ precision is no change: no arrow, never a red "-0.0".
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 
@@ -89,6 +90,51 @@ def card_delta(card: Card, before: float | None) -> str | None:
     return text
 
 
-def delta_color(card: Card) -> str:
-    """Streamlit's ``delta_color`` for the card: green when the change is an improvement."""
-    return {1: "normal", -1: "inverse", 0: "off"}[DIRECTION[card.metric]]
+# The cards are one ``st.html`` element: ten ``st.metric`` cards cost the browser ~40 ms of
+# re-rendering per edit. Colours follow the page's theme variables where it sets them.
+CARDS_STYLE = """<style>
+.ql-cards {display: grid; grid-template-columns: repeat(auto-fit, minmax(9rem, 1fr));
+  gap: 0.25rem 1rem; margin: 0.25rem 0 0.75rem;}
+.ql-card-label {font-size: 0.875rem; color: var(--st-text-color, #31333f); opacity: 0.75;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; cursor: help;}
+.ql-help {display: inline-block; width: 0.95rem; height: 0.95rem; line-height: 0.85rem;
+  border: 1px solid currentColor; border-radius: 50%; font-size: 0.65rem; text-align: center;}
+.ql-card-value {font-size: 1.4rem; line-height: 1.6; color: var(--st-text-color, #31333f);
+  white-space: nowrap;}
+.ql-card-delta {display: inline-block; font-size: 0.8rem; padding: 0 0.4rem;
+  border-radius: 0.5rem;}
+.ql-good {color: var(--st-green-text-color, #158237);
+  background: var(--st-green-background-color, rgba(33, 195, 84, 0.1));}
+.ql-bad {color: var(--st-red-text-color, #d6282a);
+  background: var(--st-red-background-color, rgba(255, 43, 43, 0.09));}
+.ql-neutral {color: var(--st-gray-text-color, #808495);
+  background: var(--st-gray-background-color, rgba(128, 132, 149, 0.1));}
+.ql-card-note {font-size: 0.875rem; opacity: 0.75; margin: 0 0 0.5rem;}
+</style>"""
+
+
+def delta_tone(card: Card, delta: str | None) -> str:
+    """"good", "bad" or "neutral": how the card colours its ``delta`` text."""
+    if delta is None or DIRECTION[card.metric] == 0:
+        return "neutral"
+    rising = not delta.startswith("-")
+    return "good" if rising == (DIRECTION[card.metric] > 0) else "bad"
+
+
+def cards_html(row: list[Card], before: dict[str, float | None]) -> str:
+    """One row of cards as HTML: label (its help on hover), value, and the change since
+    ``before`` ({label: value}) with an arrow, green when it is an improvement. Each card
+    carries its label, value and delta as ``data-`` attributes too (for tests and tools)."""
+    parts = []
+    for card in row:
+        delta = card_delta(card, before.get(card.label))
+        attrs = (f'data-label="{html.escape(card.label)}" data-value="{html.escape(card.text)}"'
+                 + ("" if delta is None else f' data-delta="{html.escape(delta)}"'))
+        chip = "" if delta is None else (
+            f'<span class="ql-card-delta ql-{delta_tone(card, delta)}">'
+            f'{"↓" if delta.startswith("-") else "↑"} {html.escape(delta)}</span>')
+        parts.append(f'<div class="ql-card" {attrs}>'
+                     f'<div class="ql-card-label" title="{html.escape(card.help)}">'
+                     f'{html.escape(card.label)} <span class="ql-help">?</span></div>'
+                     f'<div class="ql-card-value">{html.escape(card.text)}</div>{chip}</div>')
+    return f'<div class="ql-cards">{"".join(parts)}</div>'

@@ -285,12 +285,13 @@ def render_metric_cards(result: PipelineResult, state) -> None:
         state[SS.CURRENT_METRICS] = current = (key, metrics.card_values(cards))
     previous = state.get(SS.PREVIOUS_METRICS)
     before = {} if previous is None else previous[1]
+    rows = []
     for name, row in cards.items():
-        for column, card in zip(st.columns(len(row)), row):
-            column.metric(card.label, card.text, metrics.card_delta(card, before.get(card.label)),
-                          delta_color=metrics.delta_color(card), help=card.help)
+        rows.append(metrics.cards_html(row, before))
         if result.tensors[name].statistics is None:
-            st.caption(f"{TENSOR_TITLES[name]}: profiling is off (`enable_profiler: false`).")
+            rows.append(f'<p class="ql-card-note">{TENSOR_TITLES[name]}: profiling is off '
+                        "(<code>enable_profiler: false</code>).</p>")
+    st.html(metrics.CARDS_STYLE + "".join(rows))  # one element: cheap to redraw per edit
 
 
 RESULT_VIEWS = ("Histograms", "Error maps", "Block scales", "Per channel", "Profiling")

@@ -81,8 +81,7 @@ def page(sync_playwright, app_url):
 
 
 def _metric_value(page, label: str) -> str:
-    metric = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
-    return metric.locator('[data-testid="stMetricValue"]').inner_text()
+    return page.locator(f'.ql-card[data-label="{label}"] .ql-card-value').inner_text()
 
 
 def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
@@ -105,7 +104,7 @@ def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
     editor.fill(text.replace("bits: 8", "bits: 4").replace("name: int8", "name: int4"))
     editor.press("Control+Enter")
     page.wait_for_function(
-        """([label, before]) => [...document.querySelectorAll('[data-testid="stMetric"]')]
+        """([label, before]) => [...document.querySelectorAll('.ql-card')]
             .some(m => m.innerText.includes(label)
                   && !m.innerText.includes(before))""",
         arg=["Weight QSNR", before],

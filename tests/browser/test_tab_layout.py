@@ -62,7 +62,8 @@ MEASURE = r"""() => {
     katexCount: [...panel.querySelectorAll('.katex-display')].filter(visible).length,
     buttons: [...panel.querySelectorAll('button')].filter(visible)
       .filter(b => [b, ...b.querySelectorAll('*')].some(wide)).map(describe),
-    metrics: [...panel.querySelectorAll('[data-testid="stMetricValue"]')].filter(visible)
+    metrics: [...panel.querySelectorAll('[data-testid="stMetricValue"], .ql-card-value')]
+      .filter(visible)
       .filter(el => [el, ...el.querySelectorAll('*')].some(wide)).map(describe),
     tables: [...panel.querySelectorAll('[data-testid="stDataFrame"] .dvn-scroller')]
       .filter(visible).filter(wide).map(el => [el.scrollWidth, el.clientWidth]),

@@ -14,7 +14,7 @@ from explorer.core import cache
 from explorer.core import state as S
 from explorer.data import state as DS
 from explorer.single import state as SINGLE
-from tests.helpers import chart_titles, link_token, npy_upload, open_app
+from tests.helpers import chart_titles, link_token, metric_cards, npy_upload, open_app
 
 EXPORT = "share.download_safetensors"
 
@@ -47,7 +47,7 @@ def test_a_link_to_an_uploaded_tensor_does_not_open_it_in_another_open_app():
     assert [e.value for e in other.error] == [
         "Could not quantize with these settings: the uploaded weight file is no longer in "
         "this session; upload it again"]
-    assert not weight_charts(other) and not other.metric
+    assert not weight_charts(other) and not metric_cards(other)
     assert EXPORT not in {b.key for b in other.sidebar.get("download_button")}
     for tab in ("Compare", "Teach"):  # their caches are keyed the same way
         other.session_state[S.TABS] = tab

@@ -6,8 +6,16 @@ import pytest
 
 from explorer.core.pipeline import DataSettings, run_pipeline
 from explorer.data.sources import make_sample_data
-from explorer.single.metrics import Card, card_delta, card_values, delta_color, metric_cards
+from explorer.single.metrics import (
+    Card,
+    card_delta,
+    card_values,
+    cards_html,
+    delta_tone,
+    metric_cards,
+)
 from quantlib.config_loader import load_config_from_yaml
+from tests.helpers import parse_metric_cards
 
 SMALL = DataSettings(in_features=32, out_features=24, num_batches=2, batch_size=16)
 
@@ -34,10 +42,23 @@ def test_delta_text_and_no_change_below_the_display_precision(metric, before, af
 
 
 def test_delta_colours_follow_what_is_better():
-    assert delta_color(card("qsnr", 1)) == "normal"             # higher is better
-    assert delta_color(card("mse", 1)) == "inverse"             # lower is better
-    assert delta_color(card("clip_fraction", 1)) == "inverse"
-    assert delta_color(card("compression_ratio", 1)) == "off"
+    assert delta_tone(card("qsnr", 1), "+6.02 dB") == "good"       # higher is better
+    assert delta_tone(card("qsnr", 1), "-6.02 dB") == "bad"
+    assert delta_tone(card("mse", 1), "-1.00e-08") == "good"       # lower is better
+    assert delta_tone(card("clip_fraction", 1), "+0.250 pp") == "bad"
+    assert delta_tone(card("compression_ratio", 1), "+3.84×") == "neutral"
+    assert delta_tone(card("qsnr", 1), None) == "neutral"
+
+
+def test_cards_html_carries_each_card_escaped_with_its_delta_and_help():
+    cards = [Card("Weight QSNR", "qsnr", 30.02, "Higher is <better>"),
+             Card("Weight MSE", "mse", 1e-8, "Lower & better")]
+    text = cards_html(cards, {"Weight QSNR": 24.0})
+    assert [(c.label, c.value, c.delta) for c in parse_metric_cards(text)] == [
+        ("Weight QSNR", cards[0].text, "+6.02 dB"), ("Weight MSE", cards[1].text, None)]
+    assert 'title="Higher is &lt;better&gt;"' in text and "Lower &amp; better" in text
+    assert 'class="ql-card-delta ql-good">↑ +6.02 dB' in text
+    assert text.count("ql-card-delta") == 1  # no chip without a change
 
 
 def test_cards_carry_the_profilers_numbers_and_help_that_says_what_is_good():
