@@ -1,6 +1,7 @@
 """What a person waits for, in a real browser: the explorer against a bare Streamlit page.
 
-    python benchmarks/bench_browser.py [--app PATH] [--repeats N] [--json PATH|-]
+    python benchmarks/bench_browser.py [--app PATH] [--against PATH] [--repeats N]
+                                       [--json PATH|-]
 
 Starts the explorer (``--app``, default the repo's app.py) and `floor_app.py` (one number
 input, one small Plotly chart), each on a free localhost port, and drives both in headless
@@ -18,6 +19,8 @@ distinct new values; the two apps alternate which goes first. It reports medians
 and, per edit, the websocket bytes received (per chart key), the Plotly chart count, the time
 until ``script_finished`` arrives, and Chromium's main-thread time (CDP Performance metrics).
 The ratios ours/floor of both medians are the figures that count (DESIGN.md section 5).
+``--against PATH`` drives another explorer app.py (e.g. a variant or an older checkout) in
+the floor's place, the same way: an interleaved A/B of two versions on one machine load.
 """
 
 from __future__ import annotations
@@ -384,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--app", type=Path, default=REPO / "app.py",
                         help="the explorer's app.py (default: the repo's)")
+    parser.add_argument("--against", type=Path, help="another explorer app.py in the floor's "
+                        "place: an interleaved A/B of two versions")
     parser.add_argument("--repeats", type=int, default=3, help="visits per app (default 3)")
     parser.add_argument("--edits", type=int, default=4, help="Bits edits per visit (default 4)")
     parser.add_argument("--timeout", type=float, default=120,
@@ -393,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     ours = Target("ours", args.app.resolve(), ".st-key-weight-bits input")
-    floor = Target("floor", FLOOR_APP, ".st-key-bits input")
+    floor = (Target("floor", FLOOR_APP, ".st-key-bits input") if args.against is None
+             else Target("floor", args.against.resolve(), ".st-key-weight-bits input"))
     with tempfile.TemporaryDirectory(prefix="bench_browser_") as log_dir:
         try:
             for target in (ours, floor):

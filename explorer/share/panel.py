@@ -144,10 +144,11 @@ def render_share_export(state: MutableMapping, configs: dict | None, settings: D
             on_click="ignore", width="stretch",
             help="One standalone page: metrics, every interactive plot and the YAML.")
         left, right = st.columns(2)
-        left.download_button("Metrics JSON", data=metrics_to_json(result),
+        # built on click (a callable): eager bytes would be served, and fetched, every edit
+        left.download_button("Metrics JSON", data=lambda: metrics_to_json(result),
                              file_name="metrics.json", mime="application/json",
                              key=DOWNLOAD_KEYS["json"], on_click="ignore", width="stretch")
-        right.download_button("Metrics CSV", data=metrics_to_csv(result),
+        right.download_button("Metrics CSV", data=lambda: metrics_to_csv(result),
                               file_name="metrics.csv", mime="text/csv",
                               key=DOWNLOAD_KEYS["csv"], on_click="ignore", width="stretch")
         # cached; captured so the click needs no session

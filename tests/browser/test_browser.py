@@ -6,6 +6,7 @@ Without them the test fails in CI (``CI=true``) and is skipped elsewhere.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -127,6 +128,12 @@ def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
     # The widget followed the YAML, and nothing crashed on the page.
     bits = page.get_by_role("spinbutton", name="Bits", exact=True).first
     assert bits.input_value() == "4"
+    # The metrics download is built on click, from the results on screen (int4).
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Metrics JSON").click()
+    exported = json.loads(Path(download.value.path()).read_text())
+    weight = next(row for row in exported["tensors"] if row["tensor"] == "weight")
+    assert f"{weight['qsnr']:.2f} dB" == after
     assert page.locator('[data-testid="stException"]').count() == 0
     # Streamlit scrolls inside its main container, so grow the viewport to the
     # content's height for a screenshot of the whole page.
