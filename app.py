@@ -71,7 +71,8 @@ for init in (S.init_state, init_data_state, init_single_state, init_model_state,
 share_panel.load_link_once(st.session_state)  # a ?s= link, before any widget
 
 settings = single_panel.render_sidebar(st.session_state)
-st.markdown(PAGE_STYLE, unsafe_allow_html=True)  # a static stylesheet: tighter top margin
+# static stylesheets: tighter top margin, and the metric cards'
+st.markdown(PAGE_STYLE + single_panel.PAGE_STYLE, unsafe_allow_html=True)
 st.title("Quantization Explorer", anchor=False,
          help="Edit the YAML or the widgets; every valid edit rebuilds the QuantLinear, "
               "recalibrates it on the sample data and redraws.")

@@ -254,6 +254,10 @@ def compute_results(configs: dict, settings: DataSettings):
 
 # --- results ------------------------------------------------------------------------------
 
+#: The results' stylesheet, drawn once outside the Single layer fragment: a <style> inside it
+#: would be replaced on every edit, and each new stylesheet restyles the whole page.
+PAGE_STYLE = metrics.CARDS_STYLE
+
 
 def render_results(computed, stale: bool, has_errors: bool) -> None:
     """Metric cards and every figure of ``computed`` = (result, figures); a banner first when
@@ -291,7 +295,7 @@ def render_metric_cards(result: PipelineResult, state) -> None:
         if result.tensors[name].statistics is None:
             rows.append(f'<p class="ql-card-note">{TENSOR_TITLES[name]}: profiling is off '
                         "(<code>enable_profiler: false</code>).</p>")
-    st.html(metrics.CARDS_STYLE + "".join(rows))  # one element: cheap to redraw per edit
+    st.html("".join(rows))  # one element: cheap to redraw per edit (styled by PAGE_STYLE)
 
 
 RESULT_VIEWS = ("Histograms", "Error maps", "Block scales", "Per channel", "Profiling")
