@@ -123,10 +123,12 @@ def render_link_notice(state: MutableMapping) -> None:
 
 def render_share_export(state: MutableMapping, configs: dict | None, settings: DataSettings,
                         computed) -> None:
-    """The sidebar's share link and downloads. ``computed`` is the current (not stale)
-    (result, figures), or None when the current configs have no results."""
-    with st.sidebar:
-        st.header("Share & export")
+    """The sidebar's share link and downloads, in a popover. ``computed`` is the current (not
+    stale) (result, figures), or None when the current configs have no results."""
+    # In a popover: its content is not drawn until opened, so an edit does not redraw it.
+    with st.sidebar, st.popover("Share & export", icon=":material/share:", width="stretch",
+                                help="A link to this exact state, an HTML report, the "
+                                     "metrics and the quantized weights."):
         if configs is None or computed is None:
             st.caption("Fix the config (or the data settings) to share or export; the link "
                        "and downloads always describe results that are on screen.")

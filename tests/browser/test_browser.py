@@ -129,6 +129,7 @@ def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
     bits = page.get_by_role("spinbutton", name="Bits", exact=True).first
     assert bits.input_value() == "4"
     # The metrics download is built on click, from the results on screen (int4).
+    page.get_by_role("button", name="Share & export").click()  # a popover in the sidebar
     with page.expect_download() as download:
         page.get_by_role("button", name="Metrics JSON").click()
     exported = json.loads(Path(download.value.path()).read_text())
