@@ -16,6 +16,7 @@ import streamlit as st
 
 from explorer.compare import panel as compare_panel
 from explorer.core import state as S
+from explorer.core.collector import freeze_imports
 from explorer.core.compute_threads import threads_for, work_elements
 from explorer.data.encoders import configure_from_argv
 from explorer.data.state import init_data_state
@@ -63,6 +64,7 @@ def single_layer(settings):
     return configs, has_errors
 
 
+freeze_imports()  # once: a full garbage collection would rescan every imported object
 configure_from_argv(sys.argv[1:])  # `-- --model-dir DIR`: your checkpoint (server-side only)
 st.set_page_config(page_title="Quantization Explorer", page_icon="🔢", layout="wide")
 for init in (S.init_state, init_data_state, init_single_state, init_model_state,
