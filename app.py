@@ -74,7 +74,7 @@ share_panel.load_link_once(st.session_state)  # a ?s= link, before any widget
 
 settings = single_panel.render_sidebar(st.session_state)
 # static stylesheets: tighter top margin, and the metric cards'
-st.markdown(PAGE_STYLE + single_panel.PAGE_STYLE, unsafe_allow_html=True)
+st.markdown(PAGE_STYLE + single_panel.RESULTS_STYLE, unsafe_allow_html=True)
 st.title("Quantization Explorer", anchor=False,
          help="Edit the YAML or the widgets; every valid edit rebuilds the QuantLinear, "
               "recalibrates it on the sample data and redraws.")

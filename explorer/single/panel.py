@@ -256,7 +256,7 @@ def compute_results(configs: dict, settings: DataSettings):
 
 #: The results' stylesheet, drawn once outside the Single layer fragment: a <style> inside it
 #: would be replaced on every edit, and each new stylesheet restyles the whole page.
-PAGE_STYLE = metrics.CARDS_STYLE
+RESULTS_STYLE = metrics.CARDS_STYLE
 
 
 def render_results(computed, stale: bool, has_errors: bool) -> None:
@@ -295,7 +295,7 @@ def render_metric_cards(result: PipelineResult, state) -> None:
         if result.tensors[name].statistics is None:
             rows.append(f'<p class="ql-card-note">{TENSOR_TITLES[name]}: profiling is off '
                         "(<code>enable_profiler: false</code>).</p>")
-    st.html("".join(rows))  # one element: cheap to redraw per edit (styled by PAGE_STYLE)
+    st.html("".join(rows))  # one element: cheap to redraw per edit (styled by RESULTS_STYLE)
 
 
 RESULT_VIEWS = ("Histograms", "Error maps", "Block scales", "Per channel", "Profiling")
