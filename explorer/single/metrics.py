@@ -111,6 +111,10 @@ CARDS_STYLE = """<style>
 .ql-neutral {color: var(--st-gray-text-color, #808495);
   background: var(--st-gray-background-color, rgba(128, 132, 149, 0.1));}
 .ql-card-note {font-size: 0.875rem; opacity: 0.75; margin: 0 0 0.5rem;}
+@media (max-width: 1279px) {  /* a tensor's five cards stay one row down to 1024 px */
+  .ql-cards {grid-template-columns: repeat(auto-fit, minmax(5.5rem, 1fr)); gap: 0.25rem 0.6rem;}
+  .ql-card-label {white-space: normal; line-height: 1.25; min-height: 2.5em;}
+  .ql-card-value {font-size: 1.1rem;}}
 </style>"""
 
 
