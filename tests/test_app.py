@@ -360,6 +360,8 @@ def test_disabled_profiler_shows_na_not_nan(app):
                                                               "enable_profiler: false"))
     assert metric(app, "Weight QSNR") == "n/a"
     assert FINITE_DB.fullmatch(metric(app, "Output QSNR"))
+    notes = [h.value for h in app.get("html") if "profiling is off" in h.value]
+    assert len(notes) == 1 and "Weight: profiling is off" in notes[0]  # said once, for weight
     assert not errors(app)
 
 
