@@ -102,6 +102,7 @@ CARDS_STYLE = """<style>
   border: 1px solid currentColor; border-radius: 50%; font-size: 0.65rem; text-align: center;}
 .ql-card-value {font-size: 1.4rem; line-height: 1.6; color: var(--st-text-color, #31333f);
   white-space: nowrap;}
+.ql-card-change {min-height: 1.3rem;}
 .ql-card-delta {display: inline-block; font-size: 0.8rem; padding: 0 0.4rem;
   border-radius: 0.5rem;}
 .ql-good {color: var(--st-green-text-color, #158237);
@@ -128,7 +129,8 @@ def delta_tone(card: Card, delta: str | None) -> str:
 
 def cards_html(row: list[Card], before: dict[str, float | None]) -> str:
     """One row of cards as HTML: label (its help on hover), value, and the change since
-    ``before`` ({label: value}) with an arrow, green when it is an improvement. Each card
+    ``before`` ({label: value}) with an arrow, green when it is an improvement. The change's
+    line is kept when empty, so the first delta does not push the page down. Each card
     carries its label, value and delta as ``data-`` attributes too (for tests and tools)."""
     parts = []
     for card in row:
@@ -138,6 +140,7 @@ def cards_html(row: list[Card], before: dict[str, float | None]) -> str:
         chip = "" if delta is None else (
             f'<span class="ql-card-delta ql-{delta_tone(card, delta)}">'
             f'{"↓" if delta.startswith("-") else "↑"} {html.escape(delta)}</span>')
+        chip = f'<div class="ql-card-change">{chip}</div>'  # kept empty: nothing jumps
         parts.append(f'<div class="ql-card" {attrs}>'
                      f'<div class="ql-card-label" title="{html.escape(card.help)}">'
                      f'{html.escape(card.label)} <span class="ql-help">?</span></div>'

@@ -59,6 +59,9 @@ def test_cards_html_carries_each_card_escaped_with_its_delta_and_help():
     assert 'title="Higher is &lt;better&gt;"' in text and "Lower &amp; better" in text
     assert 'class="ql-card-delta ql-good">↑ +6.02 dB' in text
     assert text.count("ql-card-delta") == 1  # no chip without a change
+    # every card keeps its change line, empty or not: the first delta moves nothing below
+    assert cards_html(cards, {}).count('class="ql-card-change"') == len(cards)
+    assert text.count('class="ql-card-change"') == len(cards)
 
 
 def test_cards_carry_the_profilers_numbers_and_help_that_says_what_is_good():
