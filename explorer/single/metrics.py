@@ -91,26 +91,25 @@ def card_delta(card: Card, before: float | None) -> str | None:
 
 
 # The cards are one ``st.html`` element: ten ``st.metric`` cards cost the browser ~40 ms of
-# re-rendering per edit. Colours follow the page's theme variables where it sets them. The
-# app draws this stylesheet once, outside the fragment that redraws the cards.
+# re-rendering per edit. Text takes the page's colour (light or dark theme); a change is green
+# or red mixed with it, so it reads on both. The app draws this stylesheet once, outside the
+# fragment that redraws the cards.
 CARDS_STYLE = """<style>
 .ql-cards {display: grid; grid-template-columns: repeat(auto-fit, minmax(9rem, 1fr));
   gap: 0.25rem 1rem; margin: 0.25rem 0 0.75rem;}
-.ql-card-label {font-size: 0.875rem; color: var(--st-text-color, #31333f); opacity: 0.75;
-  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; cursor: help;}
+.ql-card-label {font-size: 0.875rem; opacity: 0.75; white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis; cursor: help;}
 .ql-help {display: inline-block; width: 0.95rem; height: 0.95rem; line-height: 0.85rem;
   border: 1px solid currentColor; border-radius: 50%; font-size: 0.65rem; text-align: center;}
-.ql-card-value {font-size: 1.4rem; line-height: 1.6; color: var(--st-text-color, #31333f);
-  white-space: nowrap;}
+.ql-card-value {font-size: 1.4rem; line-height: 1.6; white-space: nowrap;}
 .ql-card-change {min-height: 1.3rem;}
 .ql-card-delta {display: inline-block; font-size: 0.8rem; padding: 0 0.4rem;
   border-radius: 0.5rem;}
-.ql-good {color: var(--st-green-text-color, #158237);
-  background: var(--st-green-background-color, rgba(33, 195, 84, 0.1));}
-.ql-bad {color: var(--st-red-text-color, #d6282a);
-  background: var(--st-red-background-color, rgba(255, 43, 43, 0.09));}
-.ql-neutral {color: var(--st-gray-text-color, #808495);
-  background: var(--st-gray-background-color, rgba(128, 132, 149, 0.1));}
+.ql-good {color: color-mix(in srgb, #21c354 65%, currentColor);
+  background: rgba(33, 195, 84, 0.15);}
+.ql-bad {color: color-mix(in srgb, #ff4b4b 70%, currentColor);
+  background: rgba(255, 75, 75, 0.14);}
+.ql-neutral {background: rgba(128, 132, 149, 0.15); opacity: 0.8;}
 .ql-card-note {font-size: 0.875rem; opacity: 0.75; margin: 0 0 0.5rem;}
 @media (max-width: 1279px) {  /* a tensor's five cards stay one row down to 1024 px */
   .ql-cards {grid-template-columns: repeat(auto-fit, minmax(5.5rem, 1fr)); gap: 0.25rem 0.6rem;}

@@ -85,6 +85,19 @@ def _metric_value(page, label: str) -> str:
     return page.locator(f'.ql-card[data-label="{label}"] .ql-card-value').inner_text()
 
 
+CARD_AND_PAGE_COLOURS = """() => [
+    getComputedStyle(document.querySelector('.ql-card-value')).color,
+    getComputedStyle(document.querySelector('[data-testid="stMain"]')).color]"""
+
+
+def test_metric_cards_take_the_page_text_colour_in_the_dark_theme(page, app_url):
+    page.goto(f"{app_url}/?embed_options=dark_theme")
+    page.locator(".ql-card-value").first.wait_for(state="visible")
+    card, text = page.evaluate(CARD_AND_PAGE_COLOURS)
+    assert card == text, (card, text)
+    assert min(int(v) for v in re.findall(r"\d+", text)[:3]) > 150, text  # light on dark
+
+
 def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
     charts = page.locator('.js-plotly-plot')
     charts.nth(1).wait_for(state="visible")
@@ -116,6 +129,7 @@ def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
                           && plot.layout.title.text.includes('int4'); }""")
     after = _metric_value(page, "Weight QSNR")
     assert re.fullmatch(r"\d+\.\d+ dB", after) and after != before
+
     assert float(after.split()[0]) < float(before.split()[0])  # 4 bits lose to 8
     page.get_by_role("tab", name="Error maps").click()  # another view draws its own plots
     page.wait_for_function(
