@@ -126,22 +126,33 @@ def delta_tone(card: Card, delta: str | None) -> str:
     return "good" if rising == (DIRECTION[card.metric] > 0) else "bad"
 
 
-def cards_html(row: list[Card], before: dict[str, float | None]) -> str:
-    """One row of cards as HTML: label (its help on hover), value, and the change since
-    ``before`` ({label: value}) with an arrow, green when it is an improvement. The change's
-    line is kept when empty, so the first delta does not push the page down. Each card
-    carries its label, value and delta as ``data-`` attributes too (for tests and tools)."""
+def cards_html(cards: dict[str, list[Card]], before: dict[str, float | None],
+               unprofiled: frozenset[str] = frozenset()) -> str:
+    """Each tensor's row of cards (`metric_cards`) as HTML, with a note under the row of a
+    tensor in ``unprofiled`` (its profiler is off). A card shows its label (help on hover),
+    value, and the change since ``before`` ({label: value}) with an arrow, green when it is an
+    improvement; the change's line is kept when empty, so the first delta does not push the
+    page down. Each card carries its label, value and delta as ``data-`` attributes too (for
+    tests and tools)."""
     parts = []
-    for card in row:
-        delta = card_delta(card, before.get(card.label))
-        attrs = (f'data-label="{html.escape(card.label)}" data-value="{html.escape(card.text)}"'
-                 + ("" if delta is None else f' data-delta="{html.escape(delta)}"'))
-        chip = "" if delta is None else (
-            f'<span class="ql-card-delta ql-{delta_tone(card, delta)}">'
-            f'{"↓" if delta.startswith("-") else "↑"} {html.escape(delta)}</span>')
-        chip = f'<div class="ql-card-change">{chip}</div>'  # kept empty: nothing jumps
-        parts.append(f'<div class="ql-card" {attrs}>'
-                     f'<div class="ql-card-label" title="{html.escape(card.help)}">'
-                     f'{html.escape(card.label)} <span class="ql-help">?</span></div>'
-                     f'<div class="ql-card-value">{html.escape(card.text)}</div>{chip}</div>')
-    return f'<div class="ql-cards">{"".join(parts)}</div>'
+    for name, row in cards.items():
+        cells = "".join(_card_html(card, card_delta(card, before.get(card.label)))
+                        for card in row)
+        parts.append(f'<div class="ql-cards">{cells}</div>')
+        if name in unprofiled:
+            parts.append(f'<p class="ql-card-note">{html.escape(TENSOR_TITLES[name])}: '
+                         "profiling is off (<code>enable_profiler: false</code>).</p>")
+    return "".join(parts)
+
+
+def _card_html(card: Card, delta: str | None) -> str:
+    attrs = (f'data-label="{html.escape(card.label)}" data-value="{html.escape(card.text)}"'
+             + ("" if delta is None else f' data-delta="{html.escape(delta)}"'))
+    chip = "" if delta is None else (
+        f'<span class="ql-card-delta ql-{delta_tone(card, delta)}">'
+        f'{"↓" if delta.startswith("-") else "↑"} {html.escape(delta)}</span>')
+    return (f'<div class="ql-card" {attrs}>'
+            f'<div class="ql-card-label" title="{html.escape(card.help)}">'
+            f'{html.escape(card.label)} <span class="ql-help">?</span></div>'
+            f'<div class="ql-card-value">{html.escape(card.text)}</div>'
+            f'<div class="ql-card-change">{chip}</div></div>')  # kept empty: nothing jumps

@@ -14,7 +14,7 @@ import streamlit as st
 from explorer.core import state as S
 from explorer.core.formatting import CHART_CONFIG, format_config_error
 from explorer.core.panel import live_chart, render_stale_banner, run_with_progress
-from explorer.core.pipeline import TENSOR_TITLES, DataSettings, PipelineResult, config_key
+from explorer.core.pipeline import DataSettings, PipelineResult, config_key
 from explorer.data import panel as data_panel
 from explorer.data import state as DS
 from explorer.data import synthetic
@@ -289,13 +289,9 @@ def render_metric_cards(result: PipelineResult, state) -> None:
         state[SS.CURRENT_METRICS] = current = (key, metrics.card_values(cards))
     previous = state.get(SS.PREVIOUS_METRICS)
     before = {} if previous is None else previous[1]
-    rows = []
-    for name, row in cards.items():
-        rows.append(metrics.cards_html(row, before))
-        if result.tensors[name].statistics is None:
-            rows.append(f'<p class="ql-card-note">{TENSOR_TITLES[name]}: profiling is off '
-                        "(<code>enable_profiler: false</code>).</p>")
-    st.html("".join(rows))  # one element: cheap to redraw per edit (styled by RESULTS_STYLE)
+    unprofiled = frozenset(n for n, t in result.tensors.items() if t.statistics is None)
+    # one element: cheap to redraw per edit (styled by RESULTS_STYLE, drawn outside)
+    st.html(metrics.cards_html(cards, before, unprofiled))
 
 
 RESULT_VIEWS = ("Histograms", "Error maps", "Block scales", "Per channel", "Profiling")

@@ -53,14 +53,14 @@ def test_delta_colours_follow_what_is_better():
 def test_cards_html_carries_each_card_escaped_with_its_delta_and_help():
     cards = [Card("Weight QSNR", "qsnr", 30.02, "Higher is <better>"),
              Card("Weight MSE", "mse", 1e-8, "Lower & better")]
-    text = cards_html(cards, {"Weight QSNR": 24.0})
+    text = cards_html({"weight": cards}, {"Weight QSNR": 24.0})
     assert [(c.label, c.value, c.delta) for c in parse_metric_cards(text)] == [
         ("Weight QSNR", cards[0].text, "+6.02 dB"), ("Weight MSE", cards[1].text, None)]
     assert 'title="Higher is &lt;better&gt;"' in text and "Lower &amp; better" in text
     assert 'class="ql-card-delta ql-good">↑ +6.02 dB' in text
     assert text.count("ql-card-delta") == 1  # no chip without a change
     # every card keeps its change line, empty or not: the first delta moves nothing below
-    assert cards_html(cards, {}).count('class="ql-card-change"') == len(cards)
+    assert cards_html({"weight": cards}, {}).count('class="ql-card-change"') == len(cards)
     assert text.count('class="ql-card-change"') == len(cards)
 
 
