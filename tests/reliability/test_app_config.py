@@ -57,6 +57,14 @@ def test_xsrf_and_cors_protection_stay_on(settings):
     assert "server.corsAllowedOrigins" not in settings  # no extra origins trusted
 
 
+def test_no_file_watcher_runs_in_the_served_app(settings):
+    # With a watcher, Streamlit rescanned every loaded module's path (torch, plotly: over
+    # 2,000) after a run that imported something new, on the event loop that sends the page.
+    # Measured A/B in Chromium: first plot 2.83 vs 3.48 s without it.
+    assert settings["server.fileWatcherType"] == "none"
+    assert settings["server.runOnSave"] is False
+
+
 def test_streamlit_reads_the_same_values_from_the_file(settings):
     """Streamlit parses the file from the working directory; read it as `streamlit run`
     from the repository root would, then restore the caller's configuration."""
@@ -65,7 +73,8 @@ def test_streamlit_reads_the_same_values_from_the_file(settings):
     try:
         options = st_config.get_config_options(force_reparse=True)
         for key in ("client.showErrorDetails", "server.maxUploadSize",
-                    "server.enableXsrfProtection", "server.enableCORS"):
+                    "server.enableXsrfProtection", "server.enableCORS",
+                    "server.fileWatcherType"):
             assert options[key].value == settings[key], key
             assert Path(options[key].where_defined).resolve() == CONFIG, key
     finally:
