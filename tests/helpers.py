@@ -72,10 +72,9 @@ def chart_titles(at: AppTest) -> list[str]:
 
 
 def open_section(at: AppTest, section: str) -> AppTest:
-    """Open ``section``'s config editor tab (lazy tabs: only the open one is drawn)."""
+    """Show ``section``'s config editor (only the chosen section's is drawn)."""
     if S.text_key(section) not in [area.key for area in at.text_area]:
-        at.session_state[SINGLE.EDITOR_TAB] = SINGLE.editor_tab_label(section)
-        at.run()
+        at.segmented_control(key=SINGLE.EDITOR_SECTION).set_value(section).run()
     return at
 
 

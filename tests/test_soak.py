@@ -131,11 +131,10 @@ class Soak:
         return S.enabled_sections(self.state)
 
     def open_editor(self, section: str) -> None:
-        """Open ``section``'s config tab (only the open one's editor is drawn), as a click
+        """Show ``section``'s config editor (only the chosen one is drawn), as a click
         before the edit (a rerun that is not counted as an edit)."""
         if S.text_key(section) not in widget_keys(self.at.text_area):
-            self.state[SINGLE.EDITOR_TAB] = SINGLE.editor_tab_label(section)
-            self.at.run()
+            self.at.segmented_control(key=SINGLE.EDITOR_SECTION).set_value(section).run()
             check_page(self.at, self.step)
 
     def key_counts(self) -> tuple[int, int]:
@@ -317,8 +316,8 @@ class Soak:
         self.at.toggle(key=S.ACT_ENABLED).set_value(enable)
         self.run()
         self.counts["activation toggle"] += 1
-        tabs = [tab.label for tab in self.at.tabs]
-        assert (SINGLE.editor_tab_label("activation") in tabs) is enable, self.step
+        sections = self.at.segmented_control(key=SINGLE.EDITOR_SECTION).options
+        assert (SINGLE.editor_section_label("activation") in sections) is enable, self.step
         assert self.text("activation") == kept, self.step  # its text survives the toggle
         if enable:
             self.open_editor("activation")
@@ -421,11 +420,10 @@ def test_two_hundred_random_edits_never_crash_and_stay_bounded(fresh_caches, tmp
         at.session_state[S.data_key(name)] = value
     at.run()
     check_page(at, "first run")
-    labels = [tab.label for tab in at.tabs]  # main tabs, editor sections, result views
-    editors = [t for t in labels if " config (`" in t]
+    assert [tab.label for tab in at.tabs] == list(TABS)
+    editors = at.segmented_control(key=SINGLE.EDITOR_SECTION).options
     assert editors == ["Weight config (`weight:`)", "Output config (`outputs:`)"]
-    assert [t for t in labels if t not in RESULT_VIEWS and t not in editors] == list(TABS)
-    assert [t for t in labels if t in RESULT_VIEWS] == list(RESULT_VIEWS)
+    assert at.segmented_control(key=SINGLE.RESULT_VIEW).options == list(RESULT_VIEWS)
     soak = Soak(at, rng, tmp_path / "pwned")
 
     # Warm-up: every tab once with the activation section on and four compare configs, the

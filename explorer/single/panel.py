@@ -146,8 +146,9 @@ def render_start_here(state) -> None:
 
 
 def render_editors(state) -> tuple[dict | None, bool]:
-    """One tab per enabled section: its YAML text area beside its field widgets. Errors and
-    notices of every section show below the tabs, so a closed tab's problem stays visible.
+    """A switcher over the enabled sections, then the chosen one's YAML text area beside its
+    field widgets. Errors and notices of every section show below, so a hidden section's
+    problem stays visible.
 
     Returns ``(configs, has_errors)``: configs is the loader's ``{'weight', 'output',
     'activation'}`` when every enabled section is valid, else None.
@@ -155,15 +156,14 @@ def render_editors(state) -> tuple[dict | None, bool]:
     sections = S.enabled_sections(state)
     configs: dict = {"activation": None}
     problems = []
-    # Lazy tabs: only the open section's editor is drawn (its 10 widgets cost the browser
-    # ~60 ms per edit); a closed section's text is still parsed, and its problems shown below.
-    tabs = st.tabs([SS.editor_tab_label(s) for s in sections], key=SS.EDITOR_TAB,
-                   on_change="rerun")
-    for section, tab in zip(sections, tabs):
-        if tab.open:
-            with tab:
-                config, error, warnings = render_section_editor(
-                    state, section, reopened=state.get(SS.EDITOR_DRAWN) != section)
+    # Only the chosen section's editor is drawn (its 10 widgets cost the browser ~60 ms per
+    # edit); another section's text is still parsed, and its problems shown below.
+    shown = _switcher(state, SS.EDITOR_SECTION, sections, "Config section",
+                      SS.editor_section_label)
+    for section in sections:
+        if section == shown:
+            config, error, warnings = render_section_editor(
+                state, section, reopened=state.get(SS.EDITOR_DRAWN) != section)
             state[SS.EDITOR_DRAWN] = section
         else:
             config, error, warnings = S.parse_text(state[S.store_key(section)], section)
@@ -184,9 +184,20 @@ def render_editors(state) -> tuple[dict | None, bool]:
     return (configs if valid else None), not valid
 
 
+def _switcher(state, key: str, options, label: str, format_func=str):
+    """A segmented control choosing one of ``options`` (kept in ``state[key]``; the first
+    when unset or no longer offered), which it returns. Not tabs: a fragment rerun redraws
+    every tab bar it holds, and tab bars cost the browser more script per edit than this."""
+    if state.get(key) not in options:
+        state[key] = options[0]
+    return st.segmented_control(label, options, required=True, format_func=format_func,
+                                key=key, label_visibility="collapsed")
+
+
 def render_section_editor(state, section: str, reopened: bool = False):
-    """One section's YAML text area and field widgets (from its stored text when its tab was
-    just ``reopened``); returns the loader's ``(config or None, error or None, warnings)``."""
+    """One section's YAML text area and field widgets (from its stored text when the switcher
+    just ``reopened`` the section); returns the loader's ``(config or None, error or None,
+    warnings)``."""
     S.ensure_section_widgets(state, section, reopened)
     # Keyed containers: below 1280 px the page style stacks the text above the widgets.
     editor = st.container(key=f"editor-{section}")
@@ -311,7 +322,7 @@ VIEW_HELP = {
 
 
 def render_figures(result: PipelineResult, figures) -> None:
-    """One view at a time (lazy tabs): only the open view's figures are built and sent."""
+    """One view at a time: only the chosen view's figures are built and sent."""
     names = list(result.tensors)
     keys = {
         "Histograms": [f"{n}_histogram" for n in names],
@@ -320,35 +331,31 @@ def render_figures(result: PipelineResult, figures) -> None:
         "Per channel": [f"{n}_channels" for n in names],
         "Profiling": ["timing", "memory"],
     }
-    tabs = st.tabs(list(RESULT_VIEWS), key=SS.RESULT_VIEW, on_change="rerun")
-    for tab, view in zip(tabs, RESULT_VIEWS):
-        if not tab.open:
-            continue
-        with tab:
-            shown = [k for k in keys[view] if k in figures]
-            if view == "Error maps" and st.toggle(
-                    "Log colour scale", value=True, key=SS.ERROR_LOG,
-                    help="Colour by log10 |error|: rounding noise spans decades, and a linear "
-                         "scale paints it one flat colour next to a few large (clipped) "
-                         "errors."):
-                shown = [f"{k}_log" for k in shown]
-            if view == "Per channel" and st.toggle(
-                    "Worst channels first", value=True, key=SS.CHANNELS_SORTED,
-                    help="Sort channels by QSNR so the weak ones line up on the left (their "
-                         "numbers are in the labels and the hover); off: index order."):
-                shown = [f"{k}_sorted" for k in shown]
-            if not shown:
-                st.info("No tensor is block_wise: set Granularity to block_wise (or pick an "
-                        "MX or NVFP4 format) to see one scale per block."
-                        if view == "Block scales"
-                        else "Nothing to show here: profiling is off for every tensor.")
-            for column, key in zip(st.columns(max(len(shown), 1)), shown):
-                with column:
-                    # updated in place: an edit does not draw the chart from scratch
-                    live_chart(figures[key], key=f"chart.{key}", config=CHART_CONFIG)
-                    if key.endswith("_histogram"):
-                        _level_caption(result, key.removesuffix("_histogram"))
-            st.caption(VIEW_HELP[view])  # under the plots: they come first on the screen
+    view = _switcher(st.session_state, SS.RESULT_VIEW, RESULT_VIEWS, "Result view")
+    shown = [k for k in keys[view] if k in figures]
+    if view == "Error maps" and st.toggle(
+            "Log colour scale", value=True, key=SS.ERROR_LOG,
+            help="Colour by log10 |error|: rounding noise spans decades, and a linear "
+                 "scale paints it one flat colour next to a few large (clipped) "
+                 "errors."):
+        shown = [f"{k}_log" for k in shown]
+    if view == "Per channel" and st.toggle(
+            "Worst channels first", value=True, key=SS.CHANNELS_SORTED,
+            help="Sort channels by QSNR so the weak ones line up on the left (their "
+                 "numbers are in the labels and the hover); off: index order."):
+        shown = [f"{k}_sorted" for k in shown]
+    if not shown:
+        st.info("No tensor is block_wise: set Granularity to block_wise (or pick an "
+                "MX or NVFP4 format) to see one scale per block."
+                if view == "Block scales"
+                else "Nothing to show here: profiling is off for every tensor.")
+    for column, key in zip(st.columns(max(len(shown), 1)), shown):
+        with column:
+            # updated in place: an edit does not draw the chart from scratch
+            live_chart(figures[key], key=f"chart.{key}", config=CHART_CONFIG)
+            if key.endswith("_histogram"):
+                _level_caption(result, key.removesuffix("_histogram"))
+    st.caption(VIEW_HELP[view])  # under the plots: they come first on the screen
 
 
 def _level_caption(result: PipelineResult, name: str) -> None:

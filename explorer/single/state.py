@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from explorer.core.state import SECTION_TITLES, State, document_text
 
-EDITOR_TAB = "single.editor_tab"  # st.tabs: the open config section (lazy: only it is drawn)
+EDITOR_SECTION = "single.editor_section"  # segmented control: the config section shown
+# (only its editor is drawn; the others are parsed)
 EDITOR_DRAWN = "single.editor_drawn"  # plain: the section whose editor the last run drew
-RESULT_VIEW = "single.result_view"  # st.tabs: the open result view (lazy: only it is drawn)
+RESULT_VIEW = "single.result_view"  # segmented control: the result view shown (only it is drawn)
 START_HIDDEN = "single.start_hidden"  # plain: the "start here" strip was dismissed
 CHANNELS_SORTED = "single.channels_sorted"  # toggle: per-channel views worst channel first
 ERROR_LOG = "single.error_log"      # toggle: error maps coloured by log10 |error|
@@ -23,8 +24,9 @@ def init_single_state(state: State) -> None:
     state.setdefault(DOCUMENT, DocumentBox())
 
 
-def editor_tab_label(section: str) -> str:
-    """The config editor tab of ``section`` (its value in `EDITOR_TAB` while open)."""
+def editor_section_label(section: str) -> str:
+    """How the section switcher names ``section`` (its value in `EDITOR_SECTION` is the
+    section's own name)."""
     return f"{SECTION_TITLES[section]} config (`{section}:`)"
 
 

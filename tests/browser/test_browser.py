@@ -131,11 +131,12 @@ def test_app_plots_and_reacts_to_a_weight_bits_edit(page):
     assert re.fullmatch(r"\d+\.\d+ dB", after) and after != before
 
     assert float(after.split()[0]) < float(before.split()[0])  # 4 bits lose to 8
-    page.get_by_role("tab", name="Error maps").click()  # another view draws its own plots
+    # another view (a segmented control) draws its own plots
+    page.get_by_role("radio", name="Error maps", exact=True).click()
     page.wait_for_function(
         """() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]
             .filter(t => t.textContent.includes('quantization error')).length == 2""")
-    page.get_by_role("tab", name="Histograms").click()
+    page.get_by_role("radio", name="Histograms", exact=True).click()
     page.wait_for_function(
         """() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]
             .filter(t => t.textContent.includes('fp32 vs dequantized')).length == 2""")

@@ -52,7 +52,7 @@ def test_picking_each_float_format_redraws_grid_and_block_scales(page):  # noqa:
     for name in FORMATS:
         _pick_format(page, name)
         assert page.locator('[data-testid="stException"]').count() == 0
-    page.get_by_role("tab", name="Block scales").click()
+    page.get_by_role("radio", name="Block scales", exact=True).click()
     page.wait_for_function(
         """() => [...document.querySelectorAll('.js-plotly-plot')]
             .some(p => p.layout && ((p.layout.title || {}).text || '')
