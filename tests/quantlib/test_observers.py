@@ -1,8 +1,6 @@
 """Observers against torch.ao and against reference implementations written here."""
 
-import gc
 import math
-import mmap
 
 import numpy as np
 import pytest
@@ -12,7 +10,6 @@ from torch.ao.quantization import observer as ao
 from quantlib.bit_type import BitType
 from quantlib.observers import OBSERVER_REGISTRY, build_observer
 from quantlib.observers.kl import abs_histogram, kl_divergence_by_threshold
-from quantlib.observers.stored import HUGE_PAGE_BYTES, owned_copy
 from quantlib.quant_config import OBSERVER_TYPES, QuantConfig
 from quantlib.quantizers import calculate_qparams, fake_quantize
 from tests.quantlib.kl_reference import reference_kl
@@ -333,33 +330,3 @@ def test_omse_coarse_to_fine_matches_exhaustive_search(bits, monkeypatch):
         ranges.append(obs.compute_range()[1])
     agree = (ranges[0] == ranges[1]).double().mean()
     assert agree >= 0.97  # the same ratio for (nearly) every channel
-
-
-@pytest.mark.skipif(not hasattr(mmap, "MADV_HUGEPAGE"), reason="Linux-only huge-page advice")
-def test_large_owned_copy_is_huge_page_aligned_and_outlives_its_mapping():
-    """A batch of 4M values is copied into 2 MiB-aligned memory (so the kernel can back it
-    with huge pages); the copy stays valid after every Python reference but the tensor's
-    is gone, and the caller's later writes do not reach it."""
-    batch = torch.randn(2**22, generator=torch.Generator().manual_seed(3))
-    expected = batch.clone()
-    copy = owned_copy(batch.view(1, -1))
-    gc.collect()
-    assert copy.data_ptr() % HUGE_PAGE_BYTES == 0
-    assert copy.shape == (1, 2**22) and copy.is_contiguous()
-    batch.mul_(-3.0)
-    assert torch.equal(copy.view(-1), expected)
-
-
-@pytest.mark.parametrize("observer", ["PercentileObserver", "OmseObserver", "KLObserver"])
-def test_large_batch_reused_by_the_caller_keeps_the_observed_values(observer):
-    """Above the huge-page threshold too, a caller overwriting its buffer after `update`
-    changes nothing the observer computes."""
-    buffer = torch.randn(2**22, generator=torch.Generator().manual_seed(5))
-    cfg = QuantConfig(observer_type=observer, bit_type=BitType(8, True))
-    reference = build_observer(cfg)
-    reference.update(buffer.clone())
-    obs = build_observer(cfg)
-    obs.update(buffer)
-    buffer.mul_(1000.0)
-    for got, want in zip(obs.get_quantization_params(), reference.get_quantization_params()):
-        assert torch.equal(got, want)
