@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from quantlib.bit_type import BitType
-from quantlib.observers import build_observer
+from quantlib.observers import OBSERVER_REGISTRY, build_observer
 from quantlib.observers.kl import abs_histogram
+from quantlib.observers.stored import StoredDataObserver
 from quantlib.profiler import QuantProfiler
 from quantlib.quant_config import (
     CALIBRATION_MODES,
@@ -139,18 +140,35 @@ def test_observer_on_awkward_tensor(observer, mode, method, case_name):
     assert torch.equal(dequant, quantizer(case.tensor))
 
 
-@pytest.mark.parametrize("observer", OBSERVER_TYPES)
-@pytest.mark.parametrize("mode", CALIBRATION_MODES)
-def test_stored_values_do_not_alias_the_callers_batch(observer, mode):
-    """A caller reusing one buffer for every batch must not rewrite what was observed."""
-    buffer = randn(4, 64, seed=4)
-    reference = build_observer(make_config(observer, mode, "Affine"), channel_axis=0)
+def assert_reused_buffer_changes_nothing(config: QuantConfig, buffer: torch.Tensor) -> None:
+    """Observe ``buffer``, then overwrite it as a caller reusing it for the next batch would:
+    the qparams equal those of an observer that saw a private copy."""
+    reference = build_observer(config, channel_axis=0)
     reference.update(buffer.clone())
-    obs = build_observer(make_config(observer, mode, "Affine"), channel_axis=0)
+    obs = build_observer(config, channel_axis=0)
     obs.update(buffer)
     buffer.mul_(1000.0)  # the next "batch" lands in the same memory
     for got, want in zip(obs.get_quantization_params(), reference.get_quantization_params()):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("observer", OBSERVER_TYPES)
+@pytest.mark.parametrize("mode", CALIBRATION_MODES)
+def test_stored_values_do_not_alias_the_callers_batch(observer, mode):
+    """A caller reusing one buffer for every batch must not rewrite what was observed."""
+    assert_reused_buffer_changes_nothing(make_config(observer, mode, "Affine"),
+                                         randn(4, 64, seed=4))
+
+
+STORED_OBSERVERS = [name for name in OBSERVER_TYPES
+                    if issubclass(OBSERVER_REGISTRY[name], StoredDataObserver)]
+
+
+@pytest.mark.parametrize("observer", STORED_OBSERVERS)
+def test_a_large_reused_batch_is_not_aliased_either(observer):
+    """4M values, per tensor: KL counts them on several threads (from 2M values)."""
+    assert_reused_buffer_changes_nothing(make_config(observer, "layer_wise", "Affine"),
+                                         randn(4, 2**20, seed=5))
 
 
 # --- QuantLinear -----------------------------------------------------------------------
